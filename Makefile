@@ -1,0 +1,55 @@
+# Every install step of the course lives here: a fresh clone needs only python3 (>= 3.10).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+# nbgrader runs `alembic` and jupyter runs kernels from PATH: put the venv first.
+export PATH := $(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv book book-clean test test-fast lint bench chromium clean
+
+help:
+	@echo "make book   - set up the venv and build the website into _build/html"
+	@echo "make test   - set up the venv (and Chromium) and run every test"
+	@echo "make bench  - run the benchmarks, writing benchmarks/results.md"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,grader,test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+book: venv
+	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --builder html
+	@echo "The website is in _build/html/index.html"
+
+book-clean:
+	rm -rf _build
+
+# Chromium for the browser tests: Debian's package, installed when we may (as root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium)"; exit 1; fi; }
+
+test: venv chromium
+	$(BIN)/python -m pytest tests
+
+test-fast: venv
+	$(BIN)/python -m pytest tests -m "not book and not browser and not grading"
+
+lint: venv
+	$(BIN)/ruff check course_pkg tests benchmarks
+
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_train_step.py
+
+clean:
+	rm -rf _build .pytest_cache
