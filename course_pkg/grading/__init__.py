@@ -1,0 +1,1 @@
+"""Grading helpers for the nbgrader assignments and the instructor pipeline."""
