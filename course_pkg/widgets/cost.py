@@ -1,0 +1,188 @@
+"""What one gradient costs: back-propagation against finite differences.
+
+The chapter on efficiency counts the multiply-adds of the matrix products of Algorithm 1 of
+``002_ff83eee082f91d18.txt`` (the componentwise work, O(n sum_l p_l), is of lower order). For a
+batch of n examples and widths p_0, ..., p_L:
+
+* the feed-forward pass, z_l = W_l a_{l-1} + b_l, costs  F = n sum_l p_l p_{l-1};
+* the backward pass costs dC/dW_l = delta_l a_{l-1}^T for every layer (n p_l p_{l-1} each) and
+  delta_{l-1} = S'(z_{l-1}) * W_l^T delta_l for l >= 2 (the same again), so
+  B = 2F - n p_1 p_0, at most twice the forward pass;
+* central finite differences evaluate the loss twice per parameter: 2P forward passes, 2P F,
+  where P = sum_l (p_{l-1} p_l + p_l) is the number of parameters.
+
+For a fixed depth F grows like n P, so one back-propagation costs O(P) and finite differences
+O(P^2). This module computes those counts, fits log-log slopes to timings, and draws the widget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from course_pkg.gradcheck import finite_difference_gradients
+from course_pkg.network import Network
+
+INPUTS, OUTPUTS, BATCH = 64, 10, 32
+"""The widget's network: 64 inputs and 10 outputs (the digits), a batch of 32 examples."""
+
+WIDTHS = (4, 8, 16, 32, 64, 128)
+"""The hidden widths the widget offers."""
+
+DEPTHS = (1, 2, 3)
+"""The numbers of hidden layers the widget offers."""
+
+
+def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(not isinstance(p, (int, np.integer)) or p < 1 for p in sizes):
+        raise ValueError(f"expected layer widths [p_0, ..., p_L], L >= 1, all positive "
+                         f"integers; got {sizes}")
+    return [int(p) for p in sizes]
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """P = sum_l (p_{l-1} p_l + p_l): the weights and biases (``002_ff83eee082f91d18.txt``)."""
+    p = _check_sizes(sizes)
+    return sum(p[l - 1] * p[l] + p[l] for l in range(1, len(p)))
+
+
+def multiply_adds(sizes: Sequence[int], n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The multiply-adds of the matrix products of each layer, forward and backward.
+
+    Parameters
+    ----------
+    sizes
+        The widths [p_0, ..., p_L].
+    n
+        The batch size.
+
+    Returns
+    -------
+    forward, backward
+        Arrays of length L: ``forward[l-1] = n p_l p_{l-1}`` (line 3 of Algorithm 1);
+        ``backward[l-1] = n p_l p_{l-1}`` for dC/dW_l (line 9) plus, for l >= 2, another
+        ``n p_l p_{l-1}`` for W_l^T delta_l (line 10).
+    """
+    p = _check_sizes(sizes)
+    if int(n) != n or n < 1:
+        raise ValueError(f"expected a positive integer batch size n, got {n}")
+    forward = np.array([n * p[l] * p[l - 1] for l in range(1, len(p))], dtype=np.int64)
+    backward = forward.copy()
+    backward[1:] *= 2
+    return forward, backward
+
+
+def gradient_cost(sizes: Sequence[int], n: int = 1) -> dict[str, int]:
+    """Multiply-adds of one gradient: ``backprop`` = F + B and ``finite_differences`` = 2P F."""
+    forward, backward = multiply_adds(sizes, n)
+    F = int(forward.sum())
+    return {"forward": F, "backward": int(backward.sum()), "backprop": F + int(backward.sum()),
+            "finite_differences": 2 * parameter_count(sizes) * F}
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """The slope k of the least-squares line log y = k log x + c."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"expected two 1-d sequences of equal length >= 2, "
+                         f"got shapes {x.shape} and {y.shape}")
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("a log-log fit needs positive x and y")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def best_time(f: Callable[[], Any], repeats: int = 3) -> float:
+    """The shortest of ``repeats`` wall-clock times of ``f()``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3,
+                   seed: int = 0) -> tuple[int, float, float]:
+    """Time one gradient by back-propagation and by finite differences on random data.
+
+    Returns
+    -------
+    P, t_backprop, t_finite_differences
+        The parameter count, the best time of ``net.loss_and_gradients`` over ``repeats``
+        runs, and the time of one :func:`course_pkg.finite_difference_gradients`, in seconds.
+    """
+    sizes = _check_sizes(sizes)
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, activations=["tanh"] * (len(sizes) - 2) + ["identity"], seed=seed)
+    X, Y = rng.normal(size=(n, sizes[0])), rng.normal(size=(n, sizes[-1]))
+    t_bp = best_time(lambda: net.loss_and_gradients(X, Y), repeats)
+    t_fd = best_time(lambda: finite_difference_gradients(net, X, Y), 1)
+    return net.num_parameters, t_bp, t_fd
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """Label the decades of both log axes as 1e3, 1e4, ... (plain text draws fast)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    def decade(v: float, _pos: int) -> str:
+        k = np.log10(v) if v > 0 else np.nan
+        return f"1e{k:.0f}" if np.isfinite(k) and abs(k - round(k)) < 1e-9 else ""
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(numticks=6))
+        axis.set_major_formatter(FuncFormatter(decade))
+        axis.set_minor_locator(NullLocator())
+
+
+def widget_sizes(width: int, depth: int) -> list[int]:
+    """The widget's network: 64 inputs, ``depth`` hidden layers of ``width``, 10 outputs."""
+    return [INPUTS, *[width] * depth, OUTPUTS]
+
+
+def draw(width: int = 16, depth: int = 2) -> Any:
+    """Left: multiply-adds of one gradient against P; right: per-layer forward vs backward."""
+    import matplotlib.pyplot as plt
+
+    if width not in WIDTHS or depth not in DEPTHS:
+        raise ValueError(f"width must be one of {WIDTHS} and depth one of {DEPTHS}, "
+                         f"got {width}, {depth}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    grid = np.unique(np.geomspace(2, 256, 40).astype(int))
+    costs = [gradient_cost(widget_sizes(w, depth), BATCH) for w in grid]
+    P = [parameter_count(widget_sizes(w, depth)) for w in grid]
+    left.loglog(P, [c["backprop"] for c in costs], color="tab:blue", label="back-propagation")
+    left.loglog(P, [c["finite_differences"] for c in costs], color="tab:red",
+                label="finite differences")
+    here = gradient_cost(widget_sizes(width, depth), BATCH)
+    P_here = parameter_count(widget_sizes(width, depth))
+    left.plot([P_here, P_here], [here["backprop"], here["finite_differences"]], "ko", ms=4)
+    _plain_log_ticks(left)
+    left.set_xlabel("parameters P")
+    left.set_ylabel("multiply-adds per gradient")
+    left.set_title(f"P = {P_here}: finite differences cost "
+                   f"{here['finite_differences'] / here['backprop']:.0f}x", fontsize=9)
+    left.legend(fontsize=8, loc="upper left")
+
+    forward, backward = multiply_adds(widget_sizes(width, depth), BATCH)
+    layers = np.arange(1, len(forward) + 1)
+    right.bar(layers - 0.2, forward, width=0.4, color="tab:gray", label="forward")
+    right.bar(layers + 0.2, backward, width=0.4, color="tab:blue", label="backward")
+    right.set_xticks(layers)
+    right.set_xlabel("layer l")
+    right.set_ylabel("multiply-adds")
+    right.set_title(f"backward / forward = {backward.sum() / forward.sum():.2f}", fontsize=9)
+    right.legend(fontsize=8)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.9, wspace=0.35)
+    return fig
+
+
+def cost_explorer(static: bool | None = None) -> Any:
+    """The widget: how the cost of a gradient grows with the hidden width and the depth."""
+    from course_pkg.widgets import explorer
+
+    return explorer(draw, {"width": list(WIDTHS), "depth": list(DEPTHS)},
+                    initial={"width": 16, "depth": 2}, static=static)
