@@ -189,7 +189,7 @@ def test_bishop_fit_matches_direct_training():
                      seed=tanh_fit.SEED)
     cp.train(net, x, targets["abs"], lr=tanh_fit.LEARNING_RATE, epochs=tanh_fit.EPOCHS[-1],
              batch_size=len(x), progress=False)
-    for mine, snap in zip(net.weights, tanh_fit.fitted_network("abs").weights):
+    for mine, snap in zip(net.weights, tanh_fit.fitted_network("abs").weights, strict=True):
         np.testing.assert_allclose(mine, snap, rtol=1e-6, atol=1e-9)
 
 

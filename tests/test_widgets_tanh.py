@@ -9,13 +9,12 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from course_pkg.widgets import figure_data
-from course_pkg.widgets import tanh_fit
+from course_pkg.widgets import figure_data, tanh_fit
 
 
 def _changed(before, after) -> bool:
     return len(before) != len(after) or any(
-        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after)
+        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
     )
 
 
