@@ -1,10 +1,11 @@
 """The error signal Delta on a drawn network: the picture of the node-level chapter.
 
 The chapter follows ``003_00675a7c1b711b2c.txt``: every node k takes in_k = sum_i w_ik a_i and
-outputs a_k = g(in_k); the output nodes get Delta_k = g'(in_k)(t_k - a_k), the hidden nodes
-Delta_j = g'(in_j) sum_k w_jk Delta_k (eq. 1), and each weight moves by eta a_i Delta_k. The
-arithmetic is :mod:`course_pkg.node_delta`; this module trains a small network with it, one
-example at a time, and draws the Delta of every node for a chosen example and epoch.
+outputs a_k = g(in_k); an output node gets Delta_k = g'(in_k)(t_k - a_k), a hidden node j gets
+g'(in_j) times the w_jk-weighted sum of the Delta_k above it (eq. 1), and each weight moves by
+eta a_i Delta_k. The arithmetic is :mod:`course_pkg.node_delta`; this module trains a small
+network with it, one example at a time, and draws the Delta of every node for a chosen example
+and epoch.
 
 The example network has three input nodes (x_1, x_2 and a node that always outputs 1, which
 plays the part of a bias: the seed's network has none), three hidden nodes and two output
