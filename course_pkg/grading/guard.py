@@ -1,0 +1,55 @@
+"""Switch course_pkg's reference functions off while a student's function runs.
+
+An exercise that asks for the hidden deltas must not pass by calling
+``course_pkg.network.back_propagate``. Inside :func:`forbid`, each listed function raises
+:class:`ReferenceUsedError` when called. The function object itself is changed (its code is
+swapped, then restored), so a name imported before the check, such as
+``from course_pkg.network import back_propagate``, is switched off as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class ReferenceUsedError(RuntimeError):
+    """A reference function of course_pkg was called where the student must write it."""
+
+
+def _off(*args: Any, **kwargs: Any) -> Any:
+    # Runs with the globals of the function it replaces, so it names builtins only.
+    raise PermissionError("switched off by course_pkg.grading.guard")
+
+
+@contextmanager
+def forbid(*functions: Callable[..., Any]) -> Iterator[None]:
+    """Within the block, calling any of ``functions`` raises :class:`ReferenceUsedError`."""
+    saved = [(f, f.__code__) for f in functions]
+    switched = {}
+    try:
+        for f, _ in saved:
+            f.__code__ = _off.__code__.replace(co_name=f.__name__, co_filename=f.__module__)
+            switched[f.__code__] = f"{f.__module__}.{f.__qualname__}"
+        try:
+            yield
+        except PermissionError as err:
+            name = _raised_by(err, switched)
+            if name is None:
+                raise
+            raise ReferenceUsedError(name) from None
+    finally:
+        for f, code in saved:
+            f.__code__ = code
+
+
+def _raised_by(err: BaseException, switched: dict[Any, str]) -> str | None:
+    """The name of the switched-off function in whose frame ``err`` was raised, if any."""
+    tb = err.__traceback__
+    while tb is not None:
+        name = switched.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return None

@@ -1,0 +1,224 @@
+"""The teaching feedback of the assignments' checks (course_pkg.grading.feedback).
+
+Every known mistake of every exercise, handed in as a student's function, must be named by its
+tag; the right answer must pass; and no message may show an array's values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import numpy as np
+import pytest
+
+from course_pkg.grading import feedback
+from course_pkg.grading.feedback import MISTAKES, Exercise, Feedback, diagnose
+
+CHECK_MODULES = ["identity_sigmoid", "tanh_two_layer", "matrix_form", "node_delta"]
+
+
+def _exercises() -> list[tuple[str, Exercise]]:
+    found = []
+    for name in CHECK_MODULES:
+        try:
+            module = importlib.import_module(f"course_pkg.grading.{name}")
+        except ModuleNotFoundError:
+            continue
+        found += [(f"{name}.{key}", value) for key, value in vars(module).items()
+                  if isinstance(value, Exercise)]
+    return found
+
+
+EXERCISES = _exercises()
+CASES = [(f"{ident}:{tag}", exercise, tag) for ident, exercise in EXERCISES
+         for tag in exercise.mistakes]
+
+
+def _tag(err: Feedback) -> str:
+    first = str(err).splitlines()[0]
+    match = re.fullmatch(r"\[mistake: (.+)\]", first)
+    assert match, f"first line is not a stable tag: {first!r}"
+    return match.group(1)
+
+
+NUMBER_WITH_DECIMALS = re.compile(r"\d\.\d{3,}|array\(|\[\s*-?\d+\.\d")
+
+
+def assert_no_values(message: str) -> None:
+    assert not NUMBER_WITH_DECIMALS.search(message), message
+
+
+def test_the_registry_is_not_empty():
+    assert len(EXERCISES) >= 3
+    assert all(ex.mistakes for _, ex in EXERCISES)
+
+
+@pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
+@pytest.mark.parametrize("seed", [None, 1])
+def test_the_reference_passes(ident, exercise, seed):
+    exercise.check(exercise.correct, seed)
+
+
+@pytest.mark.parametrize("ident, exercise, tag", CASES, ids=[c[0] for c in CASES])
+def test_each_known_mistake_is_named(ident, exercise, tag):
+    with pytest.raises(Feedback) as info:
+        exercise.check(exercise.mistakes[tag])
+    assert info.value.tag == tag
+    assert _tag(info.value) == tag
+    assert exercise.chapter.split(",")[0] in str(info.value)
+    assert_no_values(str(info.value))
+
+
+@pytest.mark.parametrize("ident, exercise, tag", CASES, ids=[c[0] for c in CASES])
+def test_each_known_mistake_is_named_on_hidden_cases(ident, exercise, tag):
+    with pytest.raises(Feedback) as info:
+        exercise.check(exercise.mistakes[tag], seed=3)
+    assert info.value.tag == tag
+    assert_no_values(str(info.value))
+
+
+@pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
+def test_a_stub_is_not_implemented(ident, exercise):
+    def stub(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(Feedback, match=r"^\[mistake: not implemented\]"):
+        exercise.check(stub)
+
+
+@pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
+def test_an_arbitrary_wrong_answer_is_unknown_or_shape(ident, exercise):
+    def noisy(*args):
+        answer = exercise.correct(*args)
+        return _perturb(answer)
+
+    with pytest.raises(Feedback) as info:
+        exercise.check(noisy)
+    assert info.value.tag in {"unknown", "too inaccurate"}
+    assert "Hint:" in str(info.value) or info.value.tag != "unknown"
+    assert_no_values(str(info.value))
+
+
+def _perturb(answer):
+    if isinstance(answer, dict):
+        return {k: _perturb(v) for k, v in answer.items()}
+    if isinstance(answer, tuple):
+        return tuple(_perturb(v) for v in answer)
+    a = np.asarray(answer, dtype=float)
+    return a * 1.37 + 0.05
+
+
+@pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
+def test_a_crash_is_reported_with_the_students_message(ident, exercise):
+    def crash(*args):
+        raise ZeroDivisionError("my own bug")
+
+    with pytest.raises(Feedback, match=r"(?s)^\[mistake: error\].*ZeroDivisionError: my own bug"):
+        exercise.check(crash)
+
+
+# -- diagnose on its own ----------------------------------------------------------------------
+def _toy() -> Exercise:
+    return Exercise(title="a toy", chapter="book/matrix_form.md, a section",
+                    correct=lambda x: x, mistakes={}, cases=lambda rng, hidden: [(1.0,)],
+                    hint="think again")
+
+
+def test_a_shape_that_only_broadcasts_is_named():
+    expected = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(Feedback) as info:
+        diagnose(expected[:, :1], expected, {}, _toy())
+    assert info.value.tag == "shape"
+    assert "(3, 1)" in str(info.value) and "(3, 2)" in str(info.value)
+    assert "broadcast" in str(info.value)
+
+
+def test_a_shape_that_does_not_broadcast_is_named_without_the_broadcast_note():
+    expected = np.ones((3, 2))
+    with pytest.raises(Feedback) as info:
+        diagnose(np.ones((2, 3)), expected, {}, _toy())
+    assert info.value.tag == "shape"
+    assert "broadcast" not in str(info.value)
+
+
+def test_nan_is_not_finite():
+    expected = np.ones(4)
+    with pytest.raises(Feedback) as info:
+        diagnose(np.array([1.0, np.nan, 1.0, 1.0]), expected, {}, _toy())
+    assert info.value.tag == "not finite"
+
+
+def test_none_is_a_missing_return():
+    with pytest.raises(Feedback, match="forget to return"):
+        diagnose(None, np.ones(2), {}, _toy())
+
+
+def test_a_variant_equal_to_the_right_answer_is_not_blamed():
+    expected = np.zeros(3)
+    wrong = np.ones(3)
+    with pytest.raises(Feedback) as info:
+        diagnose(wrong, expected, {"sign flipped": -expected, "S' missing": wrong}, _toy())
+    assert info.value.tag == "S' missing"
+
+
+def test_structured_answers_name_the_wrong_part():
+    expected = ({1: np.ones(2), 2: np.zeros(2)}, np.ones(3))
+    answer = ({1: np.ones(2), 2: np.full(2, 0.5)}, np.ones(3))
+    with pytest.raises(Feedback) as info:
+        diagnose(answer, expected, {}, _toy())
+    assert info.value.tag == "unknown"
+    assert "the result[0][2]" in str(info.value)
+    assert_no_values(str(info.value))
+
+
+def test_the_message_never_shows_the_expected_values():
+    rng = np.random.default_rng(5)
+    expected = rng.normal(size=(4, 3))
+    for answer in (expected + 1.0, -expected, expected[:, :1]):
+        with pytest.raises(Feedback) as info:
+            diagnose(answer, expected, {"sign flipped": -expected}, _toy())
+        message = str(info.value)
+        for value in expected.ravel():
+            for text in (f"{value:.2f}", f"{value:.4g}", repr(value)):
+                assert text not in message
+
+
+def test_every_tag_has_an_explanation_and_unknown_tags_are_refused():
+    assert all(text.strip() for text in MISTAKES.values())
+    with pytest.raises(ValueError, match="unknown mistake tag"):
+        Feedback("not a tag", _toy())
+    with pytest.raises(ValueError, match="not in MISTAKES"):
+        Exercise(title="t", chapter="c", correct=abs, mistakes={"typo": abs},
+                 cases=lambda rng, hidden: [])
+
+
+def test_lines_are_short_enough_for_nbgrader_validate():
+    with pytest.raises(Feedback) as info:
+        diagnose(np.ones(2) * 3, np.ones(2), {}, _toy())
+    assert all(len(line) <= feedback.WIDTH for line in str(info.value).splitlines())
+
+
+def test_a_non_function_is_refused_clearly():
+    with pytest.raises(Feedback, match=r"expected a function"):
+        _toy().check(42)
+
+
+# -- the guard against calling the reference implementation -----------------------------------
+def test_calling_the_reference_dE_dw_is_caught():
+    from course_pkg.grading.identity_sigmoid import check_dE_dw
+    from course_pkg.identity_sigmoid import dE_dw as imported_before_the_check
+
+    with pytest.raises(Feedback) as info:
+        check_dE_dw(lambda w, x, y: imported_before_the_check(w, x, y))
+    assert info.value.tag == "used course_pkg"
+    assert "course_pkg.identity_sigmoid.dE_dw" in str(info.value)
+
+
+def test_the_guard_restores_the_reference_afterwards():
+    from course_pkg import identity_sigmoid
+    from course_pkg.grading.identity_sigmoid import check_dE_dw
+
+    with pytest.raises(Feedback):
+        check_dE_dw(identity_sigmoid.dE_dw)
+    assert identity_sigmoid.dE_dw(0.0, 1.0, 1.0) == pytest.approx(-0.125)
