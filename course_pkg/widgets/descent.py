@@ -27,6 +27,13 @@ H_EXAMPLE = np.array([[2.5, 1.5], [1.5, 2.5]])
 W0_EXAMPLE = np.array([-1.6, 0.6])
 """The starting point of the step-size experiment."""
 
+POINT_X = [-2.4, -1.2, 0.0, 1.2, 2.4]
+POINT_Y = [-1.5, 0.0, 1.5]
+"""The grid of the point (x, y) in :func:`gradient_explorer` (15 static frames)."""
+
+ETAS = [0.05, 0.15, 0.25, 0.35, 0.45, 0.5, 0.52, 0.56]
+"""The learning rates of :func:`step_size_explorer`, on both sides of eta* = 0.5."""
+
 
 # -- the landscape F and its derivatives ----------------------------------------------------
 def F(x: Any, y: Any) -> Any:
@@ -154,7 +161,7 @@ def draw_landscape(x: float = 1.2, y: float = 1.5) -> Any:
 
 def gradient_explorer(static: bool | None = None) -> Any:
     """Move the point (x, y): its gradient on the surface and on the contour map."""
-    controls = {"x": [-2.4, -1.2, 0.0, 1.2, 2.4], "y": [-1.5, 0.0, 1.5]}
+    controls = {"x": POINT_X, "y": POINT_Y}
     return explorer(draw_landscape, controls, {"x": 1.2, "y": 1.5}, static=static)
 
 
@@ -184,5 +191,5 @@ def draw_step_size(eta: float = 0.3, steps: int = 30) -> Any:
 
 def step_size_explorer(static: bool | None = None) -> Any:
     """Move the learning rate eta through convergence, oscillation and divergence."""
-    controls = {"eta": [0.05, 0.15, 0.25, 0.35, 0.45, 0.5, 0.52, 0.56]}
+    controls = {"eta": ETAS}
     return explorer(draw_step_size, controls, {"eta": 0.25}, static=static)

@@ -23,6 +23,10 @@ from course_pkg.widgets import explorer
 X_BOTH = np.array([[0.0], [1.0]])
 """The two inputs x = 0 and x = 1 as a batch of rows, as :class:`Network` takes them."""
 
+MUS = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+W0S = [-4.0, 0.0, 4.0]
+"""The grids of :func:`training_explorer`: learning rates mu and initial weights w0."""
+
 
 def error(w: Any, x: float) -> Any:
     """E(w) = 1/2 (A(w x) - x)^2: the error of the one-weight network on input x (target x)."""
@@ -131,5 +135,5 @@ def draw_training(mu: float = 1.0, w0: float = 0.0, steps: int = 400) -> Any:
 
 def training_explorer(static: bool | None = None) -> Any:
     """Choose the learning rate mu and the initial weight w0 of the identity sigmoid."""
-    controls = {"mu": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0], "w0": [-4.0, 0.0, 4.0]}
+    controls = {"mu": MUS, "w0": W0S}
     return explorer(draw_training, controls, {"mu": 1.0, "w0": 0.0}, static=static)
