@@ -42,7 +42,8 @@ MISTAKES: dict[str, str] = {
                   "shape of its weight matrix: (outputs of the layer, inputs of the layer).",
     "input missing": "the input factor is missing: a weight's derivative is the delta of the "
                      "node it feeds times the activation that travels along that weight.",
-    "factor 2 missing": "the factor 2 of ||g - y||^2 is missing: this loss has no 1/2 in front.",
+    "factor 2": "the factor 2 is off: ||g - y||^2 differentiates to 2 (g - y), while "
+                "1/2 ||g - y||^2 differentiates to g - y. Check which loss this is.",
     "softmax missing": "the logits z are used where the probabilities g = softmax(z) belong.",
     "wrong axis": "the sum runs over the wrong axis: each column is one example, so a softmax "
                   "normalises down a column, and a batch average runs along a row.",

@@ -51,7 +51,7 @@ def _gradient_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 DE_DW = Exercise(
     title=f"dE/dw (eq. 6 of {SEED})",
-    chapter=f"{CHAPTER}, the derivative dE/dw (the chain rule through A)",
+    chapter=f"{CHAPTER}, section 'Differentiating the error, line by line'",
     correct=dE_dw,
     mistakes=DE_DW_MISTAKES,
     cases=_gradient_cases,
@@ -82,7 +82,7 @@ def _update_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 UPDATE = Exercise(
     title="the update w <- w - mu dE/dw",
-    chapter=f"{CHAPTER}, the update rule (why the step goes against the gradient)",
+    chapter=f"{CHAPTER}, section 'From the derivative to the update'",
     correct=update,
     mistakes=UPDATE_MISTAKES,
     cases=_update_cases,
@@ -118,7 +118,8 @@ def _train_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 TRAIN = Exercise(
     title="the training loop",
-    chapter=f"{CHAPTER}, training the identity",
+    chapter=f"{CHAPTER}, sections 'From the derivative to the update' and "
+            "'What this network cannot learn'",
     correct=train,
     mistakes=TRAIN_MISTAKES,
     cases=_train_cases,
