@@ -1,0 +1,322 @@
+"""Grade a whole class: pre-flight, parallel sandboxed autograding, one gradebook, a manifest.
+
+:func:`autograde` is what ``course autograde ps1`` runs. For each student folder under
+``submitted/``:
+
+1. its hash is compared with the manifest (:mod:`course_pkg.grading.manifest`): an unchanged
+   submission keeps its recorded grade and is not run again;
+2. pre-flight (:mod:`course_pkg.grading.preflight`) reads it without running it: a corrupted
+   file or a notebook of another assignment is "not graded", with the reason;
+3. the sanitised notebooks go to one of a few worker processes
+   (:mod:`course_pkg.grading.worker`), each running nbgrader's own autograde in a private copy
+   of the course, in a kernel with limits and a guard (:mod:`course_pkg.grading.sandbox`);
+4. the pipeline, alone, writes the scores to the instructor's gradebook, copies the autograded
+   notebooks back (so that ``nbgrader generate_feedback`` and the formgrader see them), and
+   records the outcome in the manifest.
+
+Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is its report line.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from course_pkg.grading.course import (
+    Course,
+    ensure_tools_on_path,
+    forget_submission,
+    write_submission,
+)
+from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
+from course_pkg.grading.preflight import assignment_spec, check_submission, kernel_cells
+from course_pkg.grading.sandbox import Limits
+from course_pkg.grading.worker import WorkerError, WorkerHandle
+
+MISTAKE_TAG = re.compile(r"\[mistake: ([^\]]+)\]")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+MAX_NOTES = 12
+
+
+@dataclass
+class Outcome:
+    """How one submission ended.
+
+    ``status`` is ``"graded"`` or ``"not graded"``; ``mistakes`` maps each failed test cell to
+    its mistake tag (the ``[mistake: ...]`` of the feedback, else the error's name), and
+    ``feedback`` to the first line of the message the student sees.
+    """
+
+    student: str
+    status: str
+    score: float = 0.0
+    max_score: float = 0.0
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    mistakes: dict[str, str] = field(default_factory=dict)
+    feedback: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    hash: str = ""
+    unchanged: bool = False
+
+    def line(self) -> str:
+        """The report line: score or "not graded: <reason>", then what happened to it."""
+        if self.status == "graded":
+            head = f"{self.student}: {self.score:g}/{self.max_score:g}"
+        else:
+            head = f"{self.student}: not graded: {self.reason}"
+        if self.unchanged:
+            head += " (unchanged since the last run: grade kept)"
+        details = [f"{cell} failed: {self.feedback.get(cell) or tag}"
+                   for cell, tag in self.mistakes.items()] + self.notes
+        return "\n".join([head] + [f"    - {d}" for d in details])
+
+    def entry(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("unchanged")
+        return data
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], unchanged: bool = False) -> Outcome:
+        known = {k: v for k, v in entry.items() if k in cls.__dataclass_fields__}
+        return cls(**known, unchanged=unchanged)
+
+
+def autograde(
+    course: Course,
+    assignment: str,
+    workers: int = 2,
+    limits: Limits | None = None,
+    force: bool = False,
+    students: list[str] | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Autograde every submission of ``assignment`` (or only ``students``); see the module doc.
+
+    Parameters
+    ----------
+    workers
+        Parallel grading processes (one per core is right; each runs one kernel at a time).
+    force
+        Regrade unchanged submissions too.
+    progress
+        Called with each :class:`Outcome` as soon as it is recorded.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    limits = limits or Limits()
+    ensure_tools_on_path()
+    spec = assignment_spec(course.db_url, assignment)
+    max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
+    salt = hash_json(spec)
+    cells = _merged_kernel_cells(spec)
+    manifest = Manifest(course.root / FILE_NAME)
+    known = course.students(assignment)
+    if students is not None:
+        missing = sorted(set(students) - set(known))
+        if missing:
+            raise ValueError(f"no submission of {assignment} for {', '.join(missing)} under "
+                             f"{course.root / 'submitted'}")
+        known = [s for s in known if s in students]
+    work = course.root / ".grading" / assignment
+    recorder = _Recorder(course, assignment, manifest, max_score, progress)
+    tasks: queue.Queue[dict[str, Any]] = queue.Queue()
+    for student in known:
+        folder = course.folder("submitted", assignment, student)
+        digest = hash_folder(folder, salt)
+        old = manifest.get(assignment, student)
+        if not force and old is not None and old.get("hash") == digest:
+            recorder.keep(Outcome.from_entry(old, unchanged=True))
+            continue
+        checked = check_submission(folder, spec, limits.max_notebook_bytes)
+        if not checked.gradable:
+            recorder.not_graded(student, digest, checked.reason or "", checked.notes)
+            continue
+        staging = work / "staging" / student
+        _stage(staging, folder, checked.notebooks)
+        tasks.put({"student": student, "staging": str(staging), "cells": cells,
+                   "hash": digest, "notes": checked.notes})
+    _run_workers(tasks, work, course, assignment, limits, workers, recorder)
+    return [recorder.outcomes[s] for s in known]
+
+
+def _merged_kernel_cells(spec: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"instructor_cells": [], "grade_cells": {}}
+    for notebook in spec.values():
+        cells = kernel_cells(notebook)
+        merged["instructor_cells"] += cells["instructor_cells"]
+        merged["grade_cells"].update(cells["grade_cells"])
+    return merged
+
+
+def _stage(staging: Path, folder: Path, notebooks: dict[str, Any]) -> None:
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, staging / f"{name}.ipynb")
+    if (folder / "timestamp.txt").is_file():
+        shutil.copy(folder / "timestamp.txt", staging / "timestamp.txt")
+
+
+def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
+                 assignment: str, limits: Limits, workers: int, recorder: _Recorder) -> None:
+    count = min(workers, tasks.qsize())
+
+    def serve(handle: WorkerHandle) -> None:
+        try:
+            while True:
+                try:
+                    task = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    answer = handle.grade({k: task[k] for k in ("student", "staging", "cells")})
+                except WorkerError as err:
+                    answer = {"student": task["student"], "success": False,
+                              "stopped": err.reason, "guard": []}
+                recorder.graded(task, answer)
+        finally:
+            handle.stop()
+
+    threads = [threading.Thread(target=serve, args=(WorkerHandle(
+        work / f"worker-{i}", course, assignment, limits),), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+class _Recorder:
+    """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time."""
+
+    def __init__(self, course: Course, assignment: str, manifest: Manifest, max_score: float,
+                 progress: Callable[[Outcome], None] | None) -> None:
+        self.course, self.assignment, self.manifest = course, assignment, manifest
+        self.max_score, self.progress = max_score, progress
+        self.outcomes: dict[str, Outcome] = {}
+        self.lock = threading.Lock()
+
+    def keep(self, outcome: Outcome) -> None:
+        self._done(outcome, record=False)
+
+    def not_graded(self, student: str, digest: str, reason: str, notes: list[str]) -> None:
+        with self.lock:
+            forget_submission(self.course.db_url, self.assignment, student)
+            shutil.rmtree(self.course.folder("autograded", self.assignment, student),
+                          ignore_errors=True)
+            self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
+                               notes[:MAX_NOTES], hash=digest))
+
+    def graded(self, task: dict[str, Any], answer: dict[str, Any]) -> None:
+        student = task["student"]
+        notes = list(task["notes"]) + guard_notes(answer.get("guard", []))
+        if not answer.get("success"):
+            reason = answer.get("stopped") or "nbgrader could not grade it: " + _last_line(
+                answer.get("error") or answer.get("log") or "unknown error")
+            self.not_graded(student, task["hash"], reason, notes)
+            return
+        source = Path(answer["autograded"])
+        mistakes, feedback, run_notes = read_autograded(source)
+        grades = answer["grades"]
+        for cell in patched_tests(answer.get("guard", [])):
+            for record in grades["notebooks"].values():
+                if cell in record["grades"]:
+                    record["grades"][cell]["auto_score"] = 0.0
+                    mistakes.setdefault(cell, "patched the tests")
+                    feedback.setdefault(cell, "the code under test changed what the test uses")
+        with self.lock:
+            score = write_submission(self.course.db_url, self.assignment, student, grades)
+            target = self.course.folder("autograded", self.assignment, student)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target)
+            self._done(Outcome(student, "graded", score, self.max_score, "",
+                               (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
+                               answer.get("seconds", 0.0), task["hash"]))
+
+    def _done(self, outcome: Outcome, record: bool = True) -> None:
+        if record:
+            self.manifest.put(self.assignment, outcome.student, outcome.entry())
+        self.outcomes[outcome.student] = outcome
+        if self.progress is not None:
+            self.progress(outcome)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
+
+
+def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """From autograded notebooks: each failed test's mistake tag and feedback line, and notes.
+
+    The notes say which cells ran out of time or memory, so that the report tells why.
+    """
+    mistakes: dict[str, str] = {}
+    feedback: dict[str, str] = {}
+    notes: list[str] = []
+    for path in sorted(folder.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(notebook.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if not errors:
+                continue
+            error = errors[-1]
+            label = meta.get("grade_id") or f"cell #{index + 1}"
+            if error.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
+                notes.append(f"{path.stem}: {label} was stopped at the time limit per cell")
+            elif error.get("ename") == "MemoryError":
+                notes.append(f"{path.stem}: {label} ran out of memory (limit per kernel)")
+            if meta.get("grade") and not meta.get("solution"):
+                text = ANSI.sub("", f"{error.get('evalue', '')}\n" +
+                                "\n".join(error.get("traceback", [])))
+                tag = MISTAKE_TAG.search(text)
+                mistakes[label] = tag.group(1) if tag else error.get("ename", "error")
+                first = ANSI.sub("", str(error.get("evalue", ""))).strip().splitlines()
+                feedback[label] = (first[0] if first else error.get("ename", ""))[:240]
+    return mistakes, feedback, notes
+
+
+def guard_notes(events: list[dict[str, Any]]) -> list[str]:
+    """Report lines for what the kernel guard refused or put back."""
+    notes = []
+    for event in events:
+        kind, what = event.get("event"), event.get("what", "")
+        if kind == "blocked":
+            line = f"refused at run time: {what}"
+        elif kind == "restored":
+            line = f"put back before a cell ran: {what} (changed by the student's code)"
+        elif kind == "patched during test":
+            line = f"the code under test changed {what}: that test gets no credit"
+        else:
+            continue
+        if line not in notes:
+            notes.append(line)
+    return notes
+
+
+def patched_tests(events: list[dict[str, Any]]) -> set[str]:
+    """The test cells during which the student's code changed something the tests rely on."""
+    cells = set()
+    for event in events:
+        if event.get("event") == "patched during test":
+            found = re.search(r"\[([^\]]+)\]$", event.get("what", ""))
+            if found:
+                cells.add(found.group(1))
+    return cells
+
+
+def outcomes(course: Course, assignment: str) -> list[Outcome]:
+    """The recorded outcomes of ``assignment``, from the manifest."""
+    manifest = Manifest(course.root / FILE_NAME)
+    return [Outcome.from_entry(e) for e in manifest.entries(assignment).values()]

@@ -1,0 +1,320 @@
+"""Pre-flight: read a submission before any of it runs, and decide what will be graded.
+
+nbgrader restores the instructor's cells by itself (``OverwriteCells``: edited or re-typed test
+cells get the released source and type back; ``DeduplicateIds`` keeps one copy of a duplicated
+cell; ``add_missing_cells`` re-inserts deleted test cells). What it does not do, and what this
+module does, is:
+
+* refuse, with a reason, a file that is not a notebook (corrupted or truncated JSON, a broken
+  schema, a file over the size limit) or a notebook of another assignment, so that the report
+  can say "not graded: <reason>" instead of a silent 0;
+* strip nbgrader metadata that names cells the assignment does not have (a forged test cell);
+* copy only the assignment's notebooks to the folder that will be graded (a ``numpy.py``
+  shipped next to the notebook would shadow NumPy in the kernel);
+* say, in one line each, what was restored or flagged, so that the report can tell the student.
+
+The outcome is a :class:`Preflight`: the sanitised notebooks to grade, or the reason not to.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+PROTECTED_MODULES = ("numpy", "course_pkg", "math", "builtins", "sys", "os", "importlib")
+SUSPICIOUS_CALLS = {
+    "setattr": "sets an attribute by name",
+    "delattr": "deletes an attribute by name",
+    "exec": "runs generated code",
+    "eval": "evaluates generated code",
+    "__import__": "imports by name",
+}
+SUSPICIOUS_NAMES = {
+    "ctypes": "loads C libraries",
+    "_posixsubprocess": "starts processes",
+    "subprocess": "starts processes",
+    "__builtins__": "touches the builtins",
+    "builtins": "touches the builtins",
+    "addaudithook": "adds an audit hook",
+    "modules": None,  # only as sys.modules, below
+    "events": None,  # only as get_ipython().events
+}
+
+
+@dataclass
+class Preflight:
+    """What pre-flight decided for one submission.
+
+    ``reason`` is None when the submission will be graded; then ``notebooks`` maps each
+    notebook name to its sanitised content and ``notes`` lists what was restored or flagged.
+    """
+
+    reason: str | None = None
+    notebooks: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gradable(self) -> bool:
+        return self.reason is None
+
+
+def assignment_spec(gradebook_url: str, assignment: str) -> dict[str, Any]:
+    """The cells of every notebook of ``assignment``, read from the gradebook.
+
+    Returns ``{notebook: {"cells": {grade_id: {...}}, "order": [grade_id, ...]}}`` where each
+    cell records its source, type, whether it is locked, a grade (with ``points``) or a solution.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    spec: dict[str, Any] = {}
+    with Gradebook(gradebook_url) as gb:
+        try:
+            record = gb.find_assignment(assignment)
+        except MissingEntry:
+            raise ValueError(f"assignment {assignment!r} is not in the gradebook: release it "
+                             f"first (course release {assignment})") from None
+        for notebook in record.notebooks:
+            grades = {c.name: c.max_score for c in notebook.grade_cells}
+            solutions = {c.name for c in notebook.solution_cells}
+            cells = {
+                c.name: {"source": c.source, "cell_type": c.cell_type, "locked": c.locked,
+                         "grade": c.name in grades, "points": grades.get(c.name, 0.0),
+                         "solution": c.name in solutions}
+                for c in notebook.source_cells
+            }
+            spec[notebook.name] = {"cells": cells, "order": [c.name for c in notebook.source_cells]}
+    return spec
+
+
+def kernel_cells(notebook_spec: dict[str, Any]) -> dict[str, Any]:
+    """The instructor's locked code cells and the test cells, in the form the guard reads."""
+    cells = notebook_spec["cells"].values()
+    return {
+        "instructor_cells": [c["source"] for c in cells
+                             if c["locked"] and c["cell_type"] == "code" and not c["solution"]],
+        "grade_cells": {c["source"]: name for name, c in notebook_spec["cells"].items()
+                        if c["grade"] and c["cell_type"] == "code" and not c["solution"]},
+    }
+
+
+def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Preflight:
+    """Read every notebook the assignment expects from ``folder``; see the module docstring."""
+    result = Preflight()
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    expected = [f"{name}.ipynb" for name in spec]
+    extra = [name for name in present if name not in expected and name != "timestamp.txt"]
+    if not any(name in present for name in expected):
+        found = ", ".join(present) or "nothing"
+        result.reason = (f"no notebook named {' or '.join(expected)} in the submission "
+                         f"(found: {found})")
+        return result
+    if extra:
+        result.notes.append(f"ignored files that are not part of the assignment: "
+                            f"{', '.join(extra)}")
+    for name, notebook_spec in spec.items():
+        path = folder / f"{name}.ipynb"
+        if not path.exists():
+            result.notes.append(f"{name}.ipynb is missing: its exercises score 0")
+            continue
+        notebook, reason = _read_notebook(path, max_bytes)
+        if reason is None:
+            reason = _check_cells(notebook, notebook_spec, name, result.notes)
+        if reason is not None:
+            result.reason = reason
+            result.notebooks.clear()
+            return result
+        result.notebooks[name] = notebook
+    return result
+
+
+def _read_notebook(path: Path, max_bytes: int) -> tuple[Any, str | None]:
+    size = path.stat().st_size
+    if size > max_bytes:
+        return None, (f"{path.name} is {size / 2**20:.1f} MiB, over the "
+                      f"{max_bytes / 2**20:.0f} MiB limit for a notebook file")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        return None, f"corrupted notebook {path.name}: not UTF-8 text ({err.reason})"
+    except json.JSONDecodeError as err:
+        return None, (f"corrupted notebook {path.name}: invalid JSON ({err.msg} at line "
+                      f"{err.lineno}, column {err.colno}); was it truncated or edited "
+                      f"outside Jupyter?")
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return None, f"corrupted notebook {path.name}: the JSON is not a notebook (no cell list)"
+    try:
+        notebook = nbformat.reads(json.dumps(data), as_version=4)
+        nbformat.validate(notebook)
+    except Exception as err:  # noqa: BLE001 - nbformat raises several kinds
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, f"corrupted notebook {path.name}: not a valid notebook ({first[:120]})"
+    return notebook, None
+
+
+def _grade_id(cell: Any) -> str | None:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta.get("grade_id") if isinstance(meta, dict) else None
+
+
+def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str]) -> str | None:
+    cells = spec["cells"]
+    seen: dict[str, int] = {}
+    foreign: list[str] = []
+    for cell in notebook.cells:
+        cell.pop("outputs", None) if cell.cell_type != "code" else cell.update(outputs=[])
+        grade_id = _grade_id(cell)
+        if grade_id is None:
+            continue
+        if grade_id not in cells:
+            foreign.append(grade_id)
+            cell.metadata.pop("nbgrader")
+            continue
+        seen[grade_id] = seen.get(grade_id, 0) + 1
+    if not seen:
+        which = f" (it has cells {', '.join(sorted(foreign)[:4])})" if foreign else ""
+        return (f"{name}.ipynb has none of the assignment's cells{which}: a notebook from "
+                f"another assignment, or not the released notebook")
+    if foreign:
+        notes.append(f"{name}: ignored cells that are not in the assignment: "
+                     f"{', '.join(sorted(foreign))}")
+    for grade_id, count in seen.items():
+        if count > 1:
+            notes.append(f"{name}: cell {grade_id} appears {count} times: one copy is graded")
+    for grade_id, info in cells.items():
+        what = "test cell" if info["grade"] and not info["solution"] else "cell"
+        if grade_id not in seen:
+            if info["solution"]:
+                notes.append(f"{name}: answer cell {grade_id} was deleted: it scores 0")
+            elif info["grade"]:
+                notes.append(f"{name}: {what} {grade_id} was deleted: restored from the release")
+            continue
+        if info["locked"]:
+            _compare_locked(notebook, grade_id, info, name, what, notes)
+    notes.extend(f"{name}: {line}" for line in scan_student_code(notebook, spec))
+    return None
+
+
+def _compare_locked(notebook: Any, grade_id: str, info: dict[str, Any], name: str, what: str,
+                    notes: list[str]) -> None:
+    copies = [c for c in notebook.cells if _grade_id(c) == grade_id]
+    cell = copies[-1]
+    if cell.cell_type != info["cell_type"]:
+        notes.append(f"{name}: {what} {grade_id} was changed to {cell.cell_type}: restored as "
+                     f"{info['cell_type']}")
+    elif _normalise(cell.source) != _normalise(info["source"]):
+        notes.append(f"{name}: {what} {grade_id} was edited: the released version is run instead")
+
+
+def _normalise(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+
+
+def _parse(source: str) -> ast.Module | None:
+    lines = [("pass" if line.lstrip().startswith(("%", "!")) else line)
+             for line in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _instructor_names(spec: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for info in spec["cells"].values():
+        if info["locked"] and info["cell_type"] == "code":
+            tree = _parse(info["source"])
+            for node in tree.body if tree else []:
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def scan_student_code(notebook: Any, spec: dict[str, Any]) -> list[str]:
+    """Flag, in words, what the student's own cells do that could game the tests.
+
+    Nothing here changes the grade: the guard in the kernel undoes patches and refuses file
+    access at run time; these lines tell the instructor what to look at.
+    """
+    protected_names = _instructor_names(spec)
+    locked = {gid for gid, c in spec["cells"].items() if c["locked"]}
+    findings: list[str] = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or _grade_id(cell) in locked:
+            continue
+        tree = _parse(cell.source)
+        if tree is None:
+            continue
+        aliases = _module_aliases(tree) | {"np", "numpy", "cp", "course_pkg", "math", "builtins"}
+        label = _grade_id(cell) or f"#{index + 1}"
+        for message in _findings(tree, aliases, protected_names):
+            line = f"flagged code in cell {label}: {message}"
+            if line not in findings:
+                findings.append(line)
+    return findings
+
+
+def _module_aliases(tree: ast.Module) -> set[str]:
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {(a.asname or a.name).split(".")[0] for a in node.names
+                        if a.name.split(".")[0] in PROTECTED_MODULES}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+                PROTECTED_MODULES):
+            aliases |= {a.asname or a.name for a in node.names}
+    return aliases
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _findings(tree: ast.Module, aliases: set[str], protected: set[str]) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        targets: list[ast.AST] = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and _root_name(target) in aliases:
+                out.append(f"assigns {ast.unparse(target)} (patched library code is put back "
+                           f"before every cell)")
+            elif isinstance(target, ast.Name) and target.id in protected:
+                out.append(f"redefines {target.id}, which the tests use (the original is put "
+                           f"back before every cell)")
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in protected:
+            out.append(f"redefines {node.name}, which the tests use (the original is put back "
+                       f"before every cell)")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in SUSPICIOUS_CALLS:
+                out.append(f"calls {node.func.id}: {SUSPICIOUS_CALLS[node.func.id]}")
+            if node.func.id == "open" and node.args and _outside_path(node.args[0]):
+                out.append(f"opens {ast.unparse(node.args[0])}, outside its folder (refused)")
+        if isinstance(node, ast.Attribute) and node.attr == "modules" and (
+                _root_name(node) == "sys"):
+            out.append("touches sys.modules")
+        if isinstance(node, ast.Attribute) and node.attr == "events":
+            out.append("touches IPython's events")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [node.module or ""] if isinstance(
+                node, ast.ImportFrom) else [a.name for a in node.names]
+            for module in names:
+                root = module.split(".")[0]
+                if root in SUSPICIOUS_NAMES and SUSPICIOUS_NAMES[root]:
+                    out.append(f"imports {root}: {SUSPICIOUS_NAMES[root]}")
+    return out
+
+
+def _outside_path(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.startswith(("/", "~")) or ".." in re.split(r"[\\/]", node.value)
+    return False
