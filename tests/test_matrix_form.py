@@ -1,0 +1,285 @@
+"""Every formula of the chapter "Backpropagation in matrix form" (``002_ff83eee082f91d18.txt``).
+
+Each one is computed by hand in plain NumPy and compared with central finite differences and
+with ``course_pkg``.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+import course_pkg as cp
+from course_pkg import tanh_two_layer
+from course_pkg.widgets import saturation
+
+S = {
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "relu": lambda z: np.maximum(z, 0),
+    "identity": lambda z: z,
+}
+S_prime = {
+    "tanh": lambda z: 1 - np.tanh(z) ** 2,
+    "sigmoid": lambda z: S["sigmoid"](z) * (1 - S["sigmoid"](z)),
+    "relu": lambda z: (z > 0).astype(float),
+    "identity": np.ones_like,
+}
+
+
+def central_gradient(F, v, eps=1e-6):
+    """Central differences of the scalar F with respect to every entry of the vector v."""
+    return np.array([(F(v + eps * e) - F(v - eps * e)) / (2 * eps) for e in np.eye(v.size)])
+
+
+def forward(net, x):
+    """(mf-forward) for one example, in plain NumPy."""
+    a, z = {0: x}, {}
+    for l, (W, b, name) in enumerate(zip(net.weights, net.biases, net.activation_names,
+                                         strict=True), 1):
+        z[l] = W @ a[l - 1] + b
+        a[l] = S[name](z[l])
+    return z, a
+
+
+def algorithm_1(net, x, y):
+    """Algorithm 1 with explicit diagonal matrices D_l; squared error C = ||g - y||^2."""
+    z, a = forward(net, x)
+    L = net.L
+    delta = {L: S_prime[net.activation_names[-1]](z[L]) * 2 * (a[L] - y)}       # (mf-delta-mse)
+    for l in range(L, 1, -1):
+        D = np.diag(S_prime[net.activation_names[l - 2]](z[l - 1]))             # (mf-D)
+        delta[l - 1] = D @ net.weights[l - 1].T @ delta[l]                     # (mf-delta)
+    dW = {l: np.outer(delta[l], a[l - 1]) for l in range(1, L + 1)}             # (mf-grad)
+    return z, a, delta, dW
+
+
+@pytest.fixture(params=[("tanh", "sigmoid", "identity"), ("relu", "tanh", "sigmoid")])
+def regression(request):
+    names = list(request.param)
+    net = cp.Network([4, 5, 3, 2], names, loss="squared_error", seed=3)
+    rng = np.random.default_rng(len(names[0]))
+    for b in net.biases:                     # nonzero biases, so that they are checked too
+        b += rng.normal(scale=0.3, size=b.shape)
+    return net, rng.normal(size=(7, 4)), rng.normal(size=(7, 2))
+
+
+@pytest.mark.parametrize("sizes", [[1, 3, 1], [64, 32, 10], [16, 32, 32, 32, 10], [5, 1]])
+def test_parameter_count(sizes):
+    net = cp.Network(sizes)
+    formula = sum(sizes[l - 1] * sizes[l] + sizes[l] for l in range(1, len(sizes)))
+    stored = sum(w.size for w in net.weights) + sum(b.size for b in net.biases)
+    assert formula == net.num_parameters == stored
+
+
+def test_exercise_parameter_count():
+    assert cp.Network([784, 256, 128, 10], seed=0).num_parameters == 235146
+    assert cp.Network([64, 32, 10]).num_parameters == 2410
+
+
+def test_training_loss_is_mean_of_costs(regression):
+    net, X, Y = regression
+    costs = [np.sum((forward(net, x)[1][net.L] - y) ** 2) for x, y in zip(X, Y, strict=True)]
+    assert net.loss(X, Y) == pytest.approx(np.mean(costs), rel=1e-12)
+
+
+def test_delta_is_derivative_with_respect_to_z(regression):
+    net, X, Y = regression
+    x, y = X[0], Y[0]
+    z, _, delta, _ = algorithm_1(net, x, y)
+
+    def cost_from(l, z_l):
+        a = S[net.activation_names[l - 1]](z_l)
+        for k in range(l + 1, net.L + 1):
+            a = S[net.activation_names[k - 1]](net.weights[k - 1] @ a + net.biases[k - 1])
+        return np.sum((a - y) ** 2)
+
+    for l in range(1, net.L + 1):
+        np.testing.assert_allclose(delta[l], central_gradient(lambda v, l=l: cost_from(l, v), z[l]),
+                                   atol=1e-8)
+
+
+def test_weight_and_bias_gradients(regression):
+    net, X, Y = regression
+    x, y = X[:1], Y[:1]
+    _, _, delta, dW = algorithm_1(net, x[0], y[0])
+    _, pkg_dW, pkg_db = net.loss_and_gradients(x, y)
+    fd_dW, fd_db = cp.finite_difference_gradients(net, x, y)
+    for l in range(1, net.L + 1):
+        np.testing.assert_allclose(dW[l], fd_dW[l - 1], atol=1e-8)
+        np.testing.assert_allclose(delta[l], fd_db[l - 1], atol=1e-8)
+        np.testing.assert_allclose(dW[l], pkg_dW[l - 1], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(delta[l], pkg_db[l - 1], rtol=1e-10, atol=1e-14)
+
+
+def test_transpose_is_the_derivative_of_the_linear_map():
+    rng = np.random.default_rng(0)
+    W, a = rng.normal(size=(3, 5)), rng.normal(size=5)
+    # entry (i, j) of dz/da is dz_j/da_i: the matrix is W^T
+    jac_T = np.array([central_gradient(lambda v, j=j: (W @ v)[j], a) for j in range(3)]).T
+    np.testing.assert_allclose(jac_T, W.T, atol=1e-9)
+
+
+def test_two_layer_case_is_the_tanh_chapter():
+    rng = np.random.default_rng(4)
+    w1, w2, x, y_hat = (rng.normal(size=s) for s in [(4, 3), (2, 4), 3, 2])
+    net = cp.Network([3, 4, 2], ["tanh", "identity"], loss="half_squared_error",
+                     weights=[w1, w2])
+    a1 = np.tanh(w1 @ x)
+    delta2 = w2 @ a1 - y_hat                                    # identity, half squared error
+    delta1 = np.diag(1 - a1**2) @ w2.T @ delta2
+    _, dW, _ = net.loss_and_gradients(x[None, :], y_hat[None, :])
+    _, g1, g2 = tanh_two_layer.gradients(w1, w2, x, y_hat)
+    np.testing.assert_allclose(np.outer(delta2, a1), g2, rtol=1e-12)
+    np.testing.assert_allclose(np.outer(delta1, x), g1, rtol=1e-12)
+    np.testing.assert_allclose(dW[1], g2, rtol=1e-12)
+
+
+def test_batched_columns_equal_the_loop_of_algorithm_2(regression):
+    net, X, Y = regression
+    per_example = [algorithm_1(net, x, y) for x, y in zip(X, Y, strict=True)]
+    _, dW, db = net.loss_and_gradients(X, Y)
+    for l in range(1, net.L + 1):
+        np.testing.assert_allclose(np.mean([p[3][l] for p in per_example], axis=0), dW[l - 1],
+                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(np.mean([p[2][l] for p in per_example], axis=0), db[l - 1],
+                                   rtol=1e-10, atol=1e-14)
+    # (mf-batch): the product of the column matrices is the sum of the outer products
+    z, a = net.forward(X)
+    Delta = np.stack([p[2][1] for p in per_example], axis=1)
+    np.testing.assert_allclose(Delta @ a[0].T, sum(p[3][1] for p in per_example), rtol=1e-12)
+
+
+def test_diagonal_matrix_product_is_componentwise():
+    rng = np.random.default_rng(1)
+    for p in (1, 7, 300):
+        s, v = rng.normal(size=p), rng.normal(size=p)
+        np.testing.assert_allclose(np.diag(s) @ v, s * v, rtol=1e-15)
+
+
+def test_sigmoid_derivative_bounds_and_saturation():
+    z = np.linspace(-30, 30, 2001)
+    sig = cp.activations.sigmoid(z, np)
+    prime = cp.activations.sigmoid_prime(z, np)
+    np.testing.assert_allclose(prime, sig * (1 - sig), atol=1e-16)
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(prime, np.exp(-z) / (1 + np.exp(-z)) ** 2, atol=1e-15)
+    fd = (cp.activations.sigmoid(z + 1e-6, np) - cp.activations.sigmoid(z - 1e-6, np)) / 2e-6
+    np.testing.assert_allclose(prime, fd, atol=1e-9)
+    exact = np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))) ** 2        # sigma' is even
+    assert np.all(exact <= 0.25) and np.all(exact <= np.exp(-np.abs(z)))
+    # the package computes S' from tanh: in the far tails it is accurate in absolute terms only
+    inner = np.abs(z) <= 15
+    assert np.all(prime <= 0.25)
+    assert np.all(prime[inner] <= np.exp(-np.abs(z[inner])) * (1 + 1e-6))
+    assert np.all(cp.activations.tanh_prime(z, np) <= 4 * np.exp(-2 * np.abs(z)) + 1e-15)
+    relu_prime = cp.activations.relu_prime(z, np)
+    assert np.all(relu_prime[z > 0] == 1) and np.all(relu_prime[z < 0] == 0)
+
+
+def test_relu_network_passes_the_gradient_check():
+    """The ReLU kink does not trip back-propagation: C is differentiable almost everywhere."""
+    rng = np.random.default_rng(2)
+    net = cp.Network([5, 6, 6, 3], ["relu", "relu", "softmax"], loss="cross_entropy", seed=2)
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, size=8)
+    z, _ = net.forward(X)
+    assert np.min(np.abs(z[1])) > 1e-5               # no pre-activation near the kink
+    assert cp.gradient_check(net, X, y) < 1e-6
+
+
+def test_gradient_norms_vanish_for_deep_sigmoid_networks():
+    X, y = saturation.sample_batch()
+    for depth in (8, 10):
+        sig = saturation.layer_norms(depth, "sigmoid")
+        relu = saturation.layer_norms(depth, "relu")
+        assert len(sig) == depth + 1
+        assert sig[0] < 1e-3 * sig[-1]
+        assert relu[0] > 1e-2 * relu[-1]
+        # the norms are those of the package's gradients
+        net = saturation.deep_network(depth, "sigmoid")
+        _, dW, _ = net.loss_and_gradients(X, y)
+        np.testing.assert_allclose(sig, [np.linalg.norm(g) for g in dW])
+    # each hidden sigmoid layer shrinks the gradient by about the bound 1/4 of sigma'
+    ratios = sig[1:-2] / sig[2:-1]
+    assert np.all(ratios < 0.35)
+
+
+def test_softmax_cross_entropy_delta():
+    rng = np.random.default_rng(3)
+    p_L = 5
+    for label in range(p_L):                        # Python's 0-based label = seed's y
+        z = rng.normal(size=p_L)
+        g = np.exp(z) / np.sum(np.exp(z))
+        seed_form = [g[k - 1] - (label == k - 1) for k in range(1, p_L + 1)]   # g_k - I{y=k-1}
+
+        def C(v, label=label):
+            return -v[label] + np.log(np.sum(np.exp(v)))                      # (mf-ce)
+
+        assert C(z) == pytest.approx(-np.log(g[label]), rel=1e-12)
+        fd = central_gradient(C, z)
+        np.testing.assert_allclose(g - np.eye(p_L)[label], fd, atol=1e-9)
+        np.testing.assert_allclose(seed_form, fd, atol=1e-9)
+        pkg = cp.losses.softmax_cross_entropy_delta(g[:, None], np.array([label]), np)[:, 0]
+        np.testing.assert_allclose(pkg, g - np.eye(p_L)[label], rtol=1e-12)
+        assert cp.losses.cross_entropy(z[:, None], np.array([label]), np)[0] == pytest.approx(C(z))
+
+
+def test_softmax_cross_entropy_delta_in_the_network():
+    rng = np.random.default_rng(5)
+    net = cp.Network([3, 4, 4], ["tanh", "softmax"], loss="cross_entropy", seed=5)
+    x, label = rng.normal(size=(1, 3)), np.array([2])
+    _, a = net.forward(x)
+    _, _, db = net.loss_and_gradients(x, label)
+    np.testing.assert_allclose(db[-1], a[2][:, 0] - np.eye(4)[2], rtol=1e-12)
+
+
+def test_log_sum_exp_is_stable_and_softmax_shift_invariant():
+    big = np.array([[1000.0], [0.0], [-1000.0]])
+    costs = cp.losses.cross_entropy(np.repeat(big, 3, axis=1), np.arange(3), np)
+    np.testing.assert_allclose(costs, [0.0, 1000.0, 2000.0], atol=1e-12)
+    z = np.random.default_rng(0).normal(size=(4, 1))
+    np.testing.assert_allclose(cp.activations.softmax(z + 7.5, np), cp.activations.softmax(z, np))
+    g = cp.activations.softmax(z, np)[:, 0]
+    assert g[0] == pytest.approx(1 - g[1:].sum())
+
+
+def test_multi_output_regression_delta():
+    rng = np.random.default_rng(6)
+    net = cp.Network([3, 4, 2], ["tanh", "sigmoid"], loss="squared_error", seed=1)
+    x, y = rng.normal(size=(1, 3)), rng.normal(size=(1, 2))
+    z, a = net.forward(x)
+    delta_L = S_prime["sigmoid"](z[2][:, 0]) * 2 * (a[2][:, 0] - y[0])          # (mf-delta-mse)
+    fd = central_gradient(lambda v: np.sum((S["sigmoid"](v) - y[0]) ** 2), z[2][:, 0])
+    np.testing.assert_allclose(delta_L, fd, atol=1e-9)
+    _, _, db = net.loss_and_gradients(x, y)
+    np.testing.assert_allclose(delta_L, db[-1], rtol=1e-10)
+
+
+def test_exercise_identity_half_squared_error_delta():
+    rng = np.random.default_rng(7)
+    net = cp.Network([2, 3, 2], ["tanh", "identity"], loss="half_squared_error", seed=7)
+    x, y = rng.normal(size=(1, 2)), rng.normal(size=(1, 2))
+    _, _, db = net.loss_and_gradients(x, y)
+    np.testing.assert_allclose(db[-1], net.predict(x)[0] - y[0], rtol=1e-12)
+
+
+def test_digits_training_learns():
+    X_train, X_test, y_train, y_test = cp.load_digits_split()
+    net = cp.Network([64, 32, 10], ["relu", "softmax"], loss="cross_entropy", seed=0)
+    assert net.num_parameters == 2410
+    hist = cp.train(net, X_train, y_train, lr=0.1, epochs=20, batch_size=32,
+                    X_val=X_test, Y_val=y_test, progress=False)
+    assert hist.loss[-1] < 0.5 * hist.loss[0]
+    assert hist.val_accuracy[-1] > 0.93
+    assert hist.val_accuracy[-1] == pytest.approx(cp.accuracy(net, X_test, y_test))
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="positive integer"):
+        saturation.deep_network(0, "relu")
+    with pytest.raises(ValueError, match="unknown activation"):
+        saturation.deep_network(3, "softplus")
