@@ -17,8 +17,11 @@ O(P^2). This module computes those counts, fits log-log slopes to timings, and d
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,23 +108,37 @@ def best_time(f: Callable[[], Any], repeats: int = 3) -> float:
     return min(times)
 
 
-def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3,
-                   seed: int = 0) -> tuple[int, float, float]:
-    """Time one gradient by back-propagation and by finite differences on random data.
+def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3, seed: int = 0,
+                   finite_differences: bool = True) -> dict[str, float]:
+    """Time one loss, one back-propagated gradient and one finite-difference gradient.
+
+    The network has tanh hidden layers and an identity output (half squared error); the data
+    are random. The timings run on one BLAS thread, so that they measure the arithmetic and
+    not how busy the other cores of a shared machine are.
 
     Returns
     -------
-    P, t_backprop, t_finite_differences
-        The parameter count, the best time of ``net.loss_and_gradients`` over ``repeats``
-        runs, and the time of one :func:`course_pkg.finite_difference_gradients`, in seconds.
+    dict
+        ``P`` (the parameter count), ``forward`` (best time of ``net.loss`` over ``repeats``
+        runs), ``backprop`` (best time of ``net.loss_and_gradients``) and
+        ``finite_differences`` (one :func:`course_pkg.finite_difference_gradients`; NaN when
+        ``finite_differences`` is False), in seconds.
     """
+    from threadpoolctl import threadpool_limits
+
     sizes = _check_sizes(sizes)
     rng = np.random.default_rng(seed)
     net = Network(sizes, activations=["tanh"] * (len(sizes) - 2) + ["identity"], seed=seed)
     X, Y = rng.normal(size=(n, sizes[0])), rng.normal(size=(n, sizes[-1]))
-    t_bp = best_time(lambda: net.loss_and_gradients(X, Y), repeats)
-    t_fd = best_time(lambda: finite_difference_gradients(net, X, Y), 1)
-    return net.num_parameters, t_bp, t_fd
+    with threadpool_limits(limits=1):
+        times = {"P": float(net.num_parameters),
+                 "forward": best_time(lambda: net.loss(X, Y), repeats),
+                 "backprop": best_time(lambda: net.loss_and_gradients(X, Y), repeats),
+                 "finite_differences": float("nan")}
+        if finite_differences:
+            times["finite_differences"] = best_time(
+                lambda: finite_difference_gradients(net, X, Y), 1)
+    return times
 
 
 def _plain_log_ticks(ax: Any) -> None:
@@ -186,3 +203,79 @@ def cost_explorer(static: bool | None = None) -> Any:
 
     return explorer(draw, {"width": list(WIDTHS), "depth": list(DEPTHS)},
                     initial={"width": 16, "depth": 2}, static=static)
+
+
+def load_benchmark(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """A table written by ``benchmarks/bench_scaling.py`` and its JSON sidecar, or None.
+
+    Returns
+    -------
+    rows, info
+        The CSV rows (numbers converted to int or float) and the sidecar's record of the
+        machine and date; None when the CSV does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        rows = [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    sidecar = path.with_suffix(".json")
+    info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    return rows, info
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def draw_timings(P: Sequence[float], backprop: Sequence[float], forward: Sequence[float],
+                 finite_differences: Sequence[float]) -> Any:
+    """Log-log plot of measured gradient times against P (NaN marks an unmeasured point).
+
+    Draws the measured back-propagation and finite-difference times and, as a dashed line,
+    2P times the measured time of one forward pass: the cost that the pass count predicts
+    for finite differences where they were too slow to run.
+    """
+    import matplotlib.pyplot as plt
+
+    P, bp, fw, fd = (np.asarray(v, dtype=float) for v in (P, backprop, forward,
+                                                          finite_differences))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.loglog(P, bp, "o-", color="tab:blue", label="back-propagation (measured)")
+    measured = np.isfinite(fd)
+    ax.loglog(P[measured], fd[measured], "s-", color="tab:red",
+              label="finite differences (measured)")
+    ax.loglog(P, 2 * P * fw, "--", color="tab:red", alpha=0.6,
+              label="2P x one forward pass (measured)")
+    _plain_log_ticks(ax)
+    ax.set_xlabel("parameters P")
+    ax.set_ylabel("seconds per gradient")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.95)
+    return fig
+
+
+def draw_gpu_speedup(rows: Sequence[dict[str, Any]]) -> Any:
+    """Speed-up numpy_s / cupy_s of one train_step against the batch size, per width."""
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({row["dtype"] for row in rows})
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(8, 3.2), sharey=True, squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes, strict=True):
+        for width in sorted({row["width"] for row in rows}):
+            sel = sorted((r["batch"], r["speedup"]) for r in rows
+                         if r["dtype"] == dtype and r["width"] == width)
+            ax.loglog(*zip(*sel, strict=True), "o-", label=f"width {width}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        _plain_log_ticks(ax)
+        ax.set_xlabel("batch size n")
+        ax.set_title(dtype, fontsize=9)
+    axes[0, 0].set_ylabel("CPU time / GPU time")
+    axes[0, 0].legend(fontsize=8)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.9)
+    return fig
