@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,7 +117,8 @@ def write_submission(db_url: str, assignment: str, student: str, data: dict[str,
     """
     from nbgrader.api import Gradebook
 
-    with Gradebook(db_url) as gb:
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notices inside nbgrader
         gb.update_or_create_student(student)
         stamp = data.get("timestamp")
         kwargs = {"timestamp": datetime.fromisoformat(stamp)} if stamp else {}

@@ -19,6 +19,8 @@ Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is it
 
 from __future__ import annotations
 
+import fcntl
+import os
 import queue
 import re
 import shutil
@@ -115,9 +117,6 @@ def autograde(
     limits = limits or Limits()
     ensure_tools_on_path()
     spec = assignment_spec(course.db_url, assignment)
-    max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
-    salt = hash_json(spec)
-    cells = _merged_kernel_cells(spec)
     manifest = Manifest(course.root / FILE_NAME)
     known = course.students(assignment)
     if students is not None:
@@ -127,6 +126,23 @@ def autograde(
                              f"{course.root / 'submitted'}")
         known = [s for s in known if s in students]
     work = course.root / ".grading" / assignment
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another `course autograde {assignment}` is running on "
+                             f"{course.root}") from None
+        return _autograde(course, assignment, spec, known, manifest, work, limits, workers,
+                          force, progress)
+
+
+def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: list[str],
+               manifest: Manifest, work: Path, limits: Limits, workers: int, force: bool,
+               progress: Callable[[Outcome], None] | None) -> list[Outcome]:
+    max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
+    salt = hash_json(spec)
+    cells = _merged_kernel_cells(spec)
     recorder = _Recorder(course, assignment, manifest, max_score, progress)
     tasks: queue.Queue[dict[str, Any]] = queue.Queue()
     for student in known:
@@ -187,12 +203,14 @@ def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
         finally:
             handle.stop()
 
+    run = work / f"run-{os.getpid()}"
     threads = [threading.Thread(target=serve, args=(WorkerHandle(
-        work / f"worker-{i}", course, assignment, limits),), daemon=True) for i in range(count)]
+        run / f"worker-{i}", course, assignment, limits),), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    shutil.rmtree(run, ignore_errors=True)
 
 
 class _Recorder:

@@ -177,7 +177,8 @@ def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str
             cell.metadata.pop("nbgrader")
             continue
         seen[grade_id] = seen.get(grade_id, 0) + 1
-    if not seen:
+    answers_and_tests = {g for g, c in cells.items() if c["grade"] or c["solution"]}
+    if not seen or not answers_and_tests & set(seen):
         which = f" (it has cells {', '.join(sorted(foreign)[:4])})" if foreign else ""
         return (f"{name}.ipynb has none of the assignment's cells{which}: a notebook from "
                 f"another assignment, or not the released notebook")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,9 +23,22 @@ STARTUP = (
     "del _course_guard\n"
 )
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-PRELOAD = ("numpy", "numpy.testing", "numpy.linalg", "course_pkg", "course_pkg.network",
-           "course_pkg.grading.checks", "course_pkg.grading.feedback", "course_pkg.grading.guard")
-"""Imported, then snapshotted, before the student's code runs (missing ones are skipped)."""
+PIPELINE_MODULES = {"cli", "course", "kernel_guard", "manifest", "pipeline", "preflight", "report",
+                    "sandbox", "worker"}
+"""The modules of course_pkg.grading that grade; the others are the checks the tests call."""
+
+
+def preload_modules() -> list[str]:
+    """Modules imported, then snapshotted, before the student's code runs.
+
+    NumPy and course_pkg, and every checks module of ``course_pkg.grading`` (those the
+    assignments' test cells import), so that a patch of any of them is seen and undone.
+    """
+    import course_pkg.grading
+
+    checks = [f"course_pkg.grading.{m.name}" for m in pkgutil.iter_modules(
+        course_pkg.grading.__path__) if m.name not in PIPELINE_MODULES]
+    return ["numpy", "numpy.testing", "numpy.linalg", "course_pkg", *sorted(checks)]
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ def prepare_home(
         "forbidden": [str(p) for p in forbidden],
         "read_only": [str(p) for p in (read_only or [])],
         "log": str(log_file),
-        "preload": list(PRELOAD),
+        "preload": preload_modules(),
         "memory_bytes": limits.memory_bytes,
         "cpu_seconds": limits.cpu_seconds,
         "file_bytes": limits.file_bytes,

@@ -1,0 +1,177 @@
+"""``course``: the instructor's command line, over nbgrader's own commands.
+
+::
+
+    course release ps1                 # nbgrader generate_assignment (release/ps1, gradebook)
+    course collect ps1 downloads/      # downloaded submissions -> submitted/<student>/ps1
+    course autograde ps1 --workers 2   # the whole class, sandboxed, in parallel
+    course feedback ps1                # nbgrader generate_feedback -> feedback/<student>/ps1
+    course export --to grades.csv      # scores with a status column ("not graded: why")
+    course report ps1                  # reports/ps1/report.md and mistakes.png
+
+Every command takes ``--course-dir`` (default: the current folder if it has an
+``nbgrader_config.py``, else ``./assignments``). See ``book/instructor_guide.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from course_pkg.grading.course import Course, nbgrader_api
+
+
+def _course_dir(value: str | None) -> Course:
+    if value is not None:
+        root = Path(value)
+    elif Path("nbgrader_config.py").exists():
+        root = Path(".")
+    else:
+        root = Path("assignments")
+    if not (root / "source").is_dir():
+        raise ValueError(f"{root.resolve()} is not an nbgrader course directory (it has no "
+                         "source/ folder); pass --course-dir")
+    return Course(root)
+
+
+def _nbgrader(result: dict, what: str) -> None:
+    if not result.get("success"):
+        lines = (result.get("error") or result.get("log") or "").strip().splitlines()
+        raise RuntimeError(f"nbgrader {what} failed: {lines[-1] if lines else 'no message'}")
+
+
+def cmd_release(course: Course, args: argparse.Namespace) -> int:
+    names = course.assignments() if args.all else args.assignments
+    if not names:
+        raise ValueError("name the assignments to release, or pass --all")
+    api = nbgrader_api(course)
+    for name in names:
+        _nbgrader(api.generate_assignment(name, force=True, create=True),
+                  f"generate_assignment {name}")
+        files = sorted(p.name for p in course.folder("release", name).iterdir())
+        print(f"{name}: released {', '.join(files)} to {course.folder('release', name)}")
+    return 0
+
+
+def cmd_collect(course: Course, args: argparse.Namespace) -> int:
+    from course_pkg.grading.collect import collect
+
+    for line in collect(course, args.assignment, Path(args.downloads)):
+        print(line)
+    return 0
+
+
+def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
+    from course_pkg.grading.pipeline import autograde
+    from course_pkg.grading.sandbox import Limits
+
+    timeout = args.cell_timeout or _configured_timeout(course)
+    limits = Limits(cell_timeout=timeout, wall_seconds=args.wall_seconds,
+                    memory_bytes=args.memory_mb * 2**20)
+    results = autograde(course, args.assignment, workers=args.workers, limits=limits,
+                        force=args.force, students=args.student or None,
+                        progress=lambda outcome: print(outcome.line(), flush=True))
+    graded = sum(o.status == "graded" for o in results)
+    kept = sum(o.unchanged for o in results)
+    print(f"{args.assignment}: {len(results)} submissions, {graded} graded, "
+          f"{len(results) - graded} not graded, {kept} unchanged since the last run")
+    return 0
+
+
+def _configured_timeout(course: Course) -> int:
+    from course_pkg.grading.course import load_config
+
+    execute = load_config(course.root).get("Execute", {})
+    return int(execute.get("timeout", 60) or 60)
+
+
+def cmd_feedback(course: Course, args: argparse.Namespace) -> int:
+    api = nbgrader_api(course)
+    _nbgrader(api.generate_feedback(args.assignment, force=True), "generate_feedback")
+    folder = course.root / "feedback"
+    made = sorted(p.parent.name for p in folder.glob(f"*/{args.assignment}"))
+    print(f"{args.assignment}: feedback for {len(made)} students in {folder}")
+    return 0
+
+
+def cmd_export(course: Course, args: argparse.Namespace) -> int:
+    from course_pkg.grading.report import export_csv
+
+    names = args.assignment or course.assignments()
+    target = Path(args.to)
+    rows = export_csv(course, names, target)
+    print(f"wrote {rows} rows to {target}")
+    return 0
+
+
+def cmd_report(course: Course, args: argparse.Namespace) -> int:
+    from course_pkg.grading.report import class_report
+
+    folder = Path(args.to) if args.to else course.root / "reports" / args.assignment
+    path = class_report(course, args.assignment, folder)
+    print(path.read_text())
+    print(f"wrote {path} and {folder / 'mistakes.png'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``course`` (one sub-command per step of the workflow)."""
+    top = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
+    top.add_argument("--course-dir", help="the nbgrader course directory")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("release", help="generate the student version (nbgrader "
+                       "generate_assignment)")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--all", action="store_true", help="every assignment under source/")
+    p.set_defaults(run=cmd_release)
+
+    p = sub.add_parser("collect", help="file downloaded submissions under submitted/")
+    p.add_argument("assignment")
+    p.add_argument("downloads", help="folder of per-student folders or <student>_<nb>.ipynb")
+    p.set_defaults(run=cmd_collect)
+
+    p = sub.add_parser("autograde", help="grade every submission, sandboxed and in parallel")
+    p.add_argument("assignment")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+    p.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the course's "
+                   "c.Execute.timeout, else 60)")
+    p.add_argument("--wall-seconds", type=int, default=300,
+                   help="seconds per submission (300)")
+    p.add_argument("--memory-mb", type=int, default=2048, help="memory per kernel (2048)")
+    p.set_defaults(run=cmd_autograde)
+
+    p = sub.add_parser("feedback", help="HTML feedback (nbgrader generate_feedback)")
+    p.add_argument("assignment")
+    p.set_defaults(run=cmd_feedback)
+
+    p = sub.add_parser("export", help="grades to CSV, with a status column")
+    p.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    p.add_argument("--to", default="grades.csv", help="the CSV file (grades.csv)")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("report", help="class report and plot of the most common mistakes")
+    p.add_argument("assignment")
+    p.add_argument("--to", help="output folder (default <course>/reports/<assignment>)")
+    p.set_defaults(run=cmd_report)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``course`` console script."""
+    args = parser().parse_args(argv)
+    warnings.filterwarnings("ignore", module="nbgrader")
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    try:
+        return args.run(_course_dir(args.course_dir), args)
+    except (ValueError, RuntimeError) as err:
+        print(f"course {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
