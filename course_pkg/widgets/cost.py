@@ -121,7 +121,8 @@ def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3, seed: int = 0
     dict
         ``P`` (the parameter count), ``forward`` (best time of ``net.loss`` over ``repeats``
         runs), ``backprop`` (best time of ``net.loss_and_gradients``) and
-        ``finite_differences`` (one :func:`course_pkg.finite_difference_gradients`; NaN when
+        ``finite_differences`` (one :func:`course_pkg.finite_difference_gradients` with the
+        central stencil of order 2, 2P loss evaluations; NaN when
         ``finite_differences`` is False), in seconds.
     """
     from threadpoolctl import threadpool_limits
@@ -137,7 +138,7 @@ def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3, seed: int = 0
                  "finite_differences": float("nan")}
         if finite_differences:
             times["finite_differences"] = best_time(
-                lambda: finite_difference_gradients(net, X, Y), 1)
+                lambda: finite_difference_gradients(net, X, Y, order=2), 1)
     return times
 
 

@@ -1,0 +1,240 @@
+"""Chapter 6 (book/efficiency.md): the operation counts, the pass count, the timings, the bench.
+
+The counts (eff-forward) F = n sum p_l p_{l-1} and (eff-backward) B = 2F - n p_1 p_0 are
+checked against the matrix products that course_pkg's feed_forward and back_propagate really
+execute; (eff-P) against Network.num_parameters; the 2P forward passes of finite differences
+by counting calls of Network.loss.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import course_pkg as cp
+from course_pkg import losses
+from course_pkg.widgets import cost
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [[64, 32, 10], [3, 5, 4, 2], [784, 100, 10], [7, 1], [2, 9, 9, 9, 3]]
+
+
+class Counted(np.ndarray):
+    """An ndarray that adds the multiply-adds of every matrix product to a shared counter."""
+
+    multiply_adds = 0
+
+    def __matmul__(self, other):
+        a, b = np.asarray(self), np.asarray(other)
+        Counted.multiply_adds += a.shape[0] * a.shape[1] * b.shape[1]
+        return np.matmul(a, b).view(Counted)
+
+    def __rmatmul__(self, other):
+        return Counted.__matmul__(np.asarray(other).view(Counted), self)
+
+
+def count_passes(sizes, n, seed=0):
+    """The multiply-adds counted in one forward and one backward pass of course_pkg."""
+    rng = np.random.default_rng(seed)
+    net = cp.Network(sizes, activations=["tanh"] * (len(sizes) - 2) + ["identity"], seed=seed)
+    W = {l: W_l.view(Counted) for l, W_l in net.W.items()}
+    x = rng.normal(size=(sizes[0], n)).view(Counted)
+    y = rng.normal(size=(sizes[-1], n))
+    Counted.multiply_adds = 0
+    z, a = cp.feed_forward(W, net.b, net.S, x)
+    forward = Counted.multiply_adds
+    L = net.L
+    delta_L = losses.output_delta("half_squared_error", net.S_prime[L], z[L], a[L], y, np)
+    Counted.multiply_adds = 0
+    cp.back_propagate(W, z, a, np.asarray(delta_L).view(Counted), net.S_prime)
+    return forward, Counted.multiply_adds
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("n", [1, 3, 32])
+def test_operation_counts_match_the_products_course_pkg_executes(sizes, n):
+    """(eff-forward) and (eff-backward) against the products of Algorithm 1, counted."""
+    forward, backward = cost.multiply_adds(sizes, n)
+    counted_forward, counted_backward = count_passes(sizes, n)
+    assert forward.sum() == counted_forward
+    assert backward.sum() == counted_backward
+    F_by_hand = n * sum(p * q for p, q in zip(sizes[1:], sizes, strict=False))
+    assert counted_forward == F_by_hand
+    assert counted_backward == 2 * F_by_hand - n * sizes[0] * sizes[1]
+    assert counted_backward <= 2 * counted_forward
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_parameter_count_is_eq_P(sizes):
+    """(eff-P): P = sum (p_{l-1} p_l + p_l) = Network.num_parameters = number of entries."""
+    net = cp.Network(sizes)
+    P = cost.parameter_count(sizes)
+    assert P == net.num_parameters
+    assert P == sum(W.size for W in net.weights) + sum(b.size for b in net.biases)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_theorem_cost_of_a_gradient(sizes):
+    """The theorem eff-thm-cost: F + B <= 3F <= 3nP, finite differences 2PF, ratio >= 2P/3."""
+    n = 16
+    c = cost.gradient_cost(sizes, n)
+    P = cost.parameter_count(sizes)
+    assert c["backprop"] == c["forward"] + c["backward"] <= 3 * c["forward"] <= 3 * n * P
+    assert c["finite_differences"] == 2 * P * c["forward"]
+    assert c["finite_differences"] / c["backprop"] >= 2 * P / 3
+
+
+def test_chapter_digits_numbers_and_first_layer_exercise():
+    """The chapter's [64, 32, 10] cell and exercise eff-ex-first-layer ([784, 100, 10])."""
+    F, B = cost.multiply_adds([64, 32, 10], 32)
+    assert (F.sum(), B.sum()) == (32 * (64 * 32 + 32 * 10), 2 * 32 * (64 * 32 + 32 * 10)
+                                  - 32 * 64 * 32)
+    F, B = cost.multiply_adds([784, 100, 10], 1)
+    assert (F.sum(), B.sum()) == (79_400, 80_400)
+
+
+def test_finite_differences_run_2P_forward_passes(monkeypatch):
+    """(eff-fd): order-2 finite differences evaluate the loss exactly 2P times (order 4: 4P)."""
+    calls = []
+    original = cp.Network.loss
+
+    def counting_loss(self, X, Y):
+        calls.append(1)
+        return original(self, X, Y)
+
+    monkeypatch.setattr(cp.Network, "loss", counting_loss)
+    rng = np.random.default_rng(0)
+    net = cp.Network([3, 4, 2], activations=["tanh", "identity"])
+    X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    fd_W, fd_b = cp.finite_difference_gradients(net, X, Y, order=2)
+    assert len(calls) == 2 * net.num_parameters
+    calls.clear()
+    cp.finite_difference_gradients(net, X, Y)  # the default fourth-order stencil
+    assert len(calls) == 4 * net.num_parameters
+    monkeypatch.undo()
+    _, dW, db = net.loss_and_gradients(X, Y)
+    for a, b in zip([*dW, *db], [*fd_W, *fd_b], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_loglog_slope_recovers_an_exponent_and_rejects_bad_input():
+    x = np.geomspace(10, 1e5, 9)
+    assert cost.loglog_slope(x, 3.0 * x**2) == pytest.approx(2.0)
+    assert cost.loglog_slope(x, 0.5 * x) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive"):
+        cost.loglog_slope([1, 2], [1, -1])
+    with pytest.raises(ValueError, match="equal length"):
+        cost.loglog_slope([1, 2, 3], [1, 2])
+
+
+def test_bad_sizes_are_a_clear_value_error():
+    with pytest.raises(ValueError, match="layer widths"):
+        cost.parameter_count([5])
+    with pytest.raises(ValueError, match="layer widths"):
+        cost.multiply_adds([3, 0, 2])
+    with pytest.raises(ValueError, match="batch size"):
+        cost.multiply_adds([3, 2], n=0)
+
+
+def test_measured_cost_ratio_grows_with_P():
+    """The timings: finite differences / back-propagation grows about like P (slope near 1).
+
+    Timed on small networks, on one BLAS thread; the bound leaves room for a busy machine.
+    """
+    times = [cost.time_gradients([8, w, w, 2], n=64, repeats=5) for w in (4, 12, 32)]
+    P = np.array([t["P"] for t in times])
+    ratio = np.array([t["finite_differences"] / t["backprop"] for t in times])
+    assert np.all(ratio > 1)
+    assert cost.loglog_slope(P, ratio) > 0.5
+
+
+# -- benchmarks/bench_scaling.py ------------------------------------------------------------
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_scaling",
+                                                  ROOT / "benchmarks" / "bench_scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_cpu_mode_writes_its_table_and_machine_record(tmp_path):
+    bench = load_bench()
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    loaded = cost.load_benchmark(tmp_path / "cpu_scaling.csv")
+    assert loaded is not None
+    rows, info = loaded
+    assert [r["width"] for r in rows] == [4, 8, 16]
+    assert all(r["backprop_s"] > 0 for r in rows)
+    assert rows[0]["finite_differences_s"] > rows[0]["backprop_s"]
+    assert np.isnan(rows[-1]["finite_differences_s"])
+    assert rows[1]["parameters"] == cost.parameter_count([16, 8, 8, 4])
+    for key in ("date_utc", "cpu", "cpu_count", "numpy", "command"):
+        assert key in info
+
+
+def has_cuda() -> bool:
+    try:
+        cp.get_namespace("cupy")
+    except cp.BackendUnavailableError:
+        return False
+    return True
+
+
+def test_bench_gpu_mode_without_cupy_fails_clearly(tmp_path, capsys):
+    if has_cuda():
+        pytest.skip("CuPy and a CUDA device are present")
+    bench = load_bench()
+    assert bench.main(["--gpu", "--quick", "--out", str(tmp_path)]) == 2
+    assert "cupy" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "gpu_scaling.csv").exists()
+
+
+def fake_cupy(synchronised: list) -> types.ModuleType:
+    """A stand-in for CuPy that computes with NumPy: it runs the script's logic, not a GPU."""
+    cupy = types.ModuleType("cupy")
+    cupy.__version__ = "0-fake"
+    cupy.asarray, cupy.zeros = np.asarray, np.zeros
+    stream = types.SimpleNamespace(synchronize=lambda: synchronised.append(1))
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 12040, driverGetVersion=lambda: 12040,
+        getDeviceProperties=lambda i: {"name": b"Fake GPU", "totalGlobalMem": 2**34})
+    cupy.cuda = types.SimpleNamespace(runtime=runtime, get_current_stream=lambda: stream)
+    cupy.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
+    return cupy
+
+
+def test_bench_gpu_mode_logic_with_a_stand_in_for_cupy(tmp_path, monkeypatch):
+    synchronised: list = []
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(synchronised))
+    bench = load_bench()
+    assert bench.main(["--gpu", "--quick", "--out", str(tmp_path)]) == 0
+    rows, info = cost.load_benchmark(tmp_path / "gpu_scaling.csv")
+    assert [(r["width"], r["batch"]) for r in rows] == [(64, 32), (64, 256), (128, 32),
+                                                        (128, 256)]
+    for r in rows:
+        assert r["numpy_s"] > 0 and r["cupy_s"] > 0 and r["cupy_host_data_s"] > 0
+        assert r["speedup"] == pytest.approx(r["numpy_s"] / r["cupy_s"])
+        assert r["parameters"] == cost.parameter_count([r["width"]] * 3 + [10])
+    assert len(synchronised) >= 2 * 5 * len(rows)  # every timed GPU step waits for the device
+    assert info["gpu"] == "Fake GPU" and info["cupy"] == "0-fake"
+    assert json.loads((tmp_path / "gpu_scaling.json").read_text())["date_utc"]
+
+
+@pytest.mark.gpu
+def test_bench_gpu_mode_on_a_real_gpu(tmp_path):
+    if not has_cuda():
+        pytest.skip("needs CuPy and a CUDA device")
+    bench = load_bench()
+    assert bench.main(["--gpu", "--quick", "--out", str(tmp_path)]) == 0
+    rows, info = cost.load_benchmark(tmp_path / "gpu_scaling.csv")
+    assert len(rows) == 4 and info["gpu"]
+
+
+def test_load_benchmark_of_a_missing_table_is_none(tmp_path):
+    assert cost.load_benchmark(tmp_path / "gpu_scaling.csv") is None
