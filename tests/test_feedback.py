@@ -26,11 +26,21 @@ def _exercises() -> list[tuple[str, Exercise]]:
         except ModuleNotFoundError:
             continue
         found += [(f"{name}.{key}", value) for key, value in vars(module).items()
-                  if isinstance(value, Exercise)]
+                  if isinstance(value, Exercise) and value.mistakes]
     return found
 
 
 EXERCISES = _exercises()
+
+
+def solution_of(exercise: Exercise):
+    """A correct student answer: the exercise's reference, unless that reference calls the
+    course_pkg function that the check switches off (then the knob-free variant model)."""
+    from course_pkg.grading import matrix_form
+
+    if exercise is matrix_form.GRADIENTS:
+        return matrix_form.gradients
+    return exercise.correct
 CASES = [(f"{ident}:{tag}", exercise, tag) for ident, exercise in EXERCISES
          for tag in exercise.mistakes]
 
@@ -57,7 +67,7 @@ def test_the_registry_is_not_empty():
 @pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
 @pytest.mark.parametrize("seed", [None, 1])
 def test_the_reference_passes(ident, exercise, seed):
-    exercise.check(exercise.correct, seed)
+    exercise.check(solution_of(exercise), seed)
 
 
 @pytest.mark.parametrize("ident, exercise, tag", CASES, ids=[c[0] for c in CASES])
@@ -90,7 +100,7 @@ def test_a_stub_is_not_implemented(ident, exercise):
 @pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
 def test_an_arbitrary_wrong_answer_is_unknown_or_shape(ident, exercise):
     def noisy(*args):
-        answer = exercise.correct(*args)
+        answer = solution_of(exercise)(*args)
         return _perturb(answer)
 
     with pytest.raises(Feedback) as info:
