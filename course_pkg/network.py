@@ -13,15 +13,19 @@ line  Algorithm 1 (one example)                    here (n examples as columns)
 1     a_0 <- x                                     ``a[0] = x``                (p_0, n)
 3     z_l <- W_l a_{l-1} + b_l                     ``z[l] = W[l] @ a[l-1] + b[l][:, None]``
 4     a_l <- S_l(z_l)                              ``a[l] = S[l](z[l])``
-5     delta_L <- (dS_L/dz_L)(dC/dg)                ``delta[L] = losses.output_delta(...)``
-8     dC/db_l <- delta_l                           ``dC_db[l] = mean(delta[l], axis=1)``
-9     dC/dW_l <- delta_l a_{l-1}^T                 ``dC_dW[l] = delta[l] @ a[l-1].T / n``
+5     delta_L <- (dS_L/dz_L)(dC/dg)                ``delta[L] = losses.output_delta(...) / n``
+8     dC/db_l <- delta_l                           ``dC_db[l] = sum(delta[l], axis=1)``
+9     dC/dW_l <- delta_l a_{l-1}^T                 ``dC_dW[l] = delta[l] @ a[l-1].T``
 10    delta_{l-1} <- S'(z_{l-1}) * W_l^T delta_l   ``delta[l-1] = S_prime[l-1](z[l-1]) * ...``
 ====  ===========================================  =========================================
 
-The mean over the columns in lines 8 and 9 is Algorithm 2: the gradient of the training loss
-(1/n) sum_i C_i is the average of the per-example gradients, and the product
-``delta[l] @ a[l-1].T`` already sums delta_l^(i) a_{l-1}^(i)T over the examples i.
+The sums over the columns in lines 8 and 9 are Algorithm 2: the gradient of the training loss
+C = (1/n) sum_i C_i is the average of the per-example gradients, and the product
+``delta[l] @ a[l-1].T`` already sums delta_l^(i) a_{l-1}^(i)T over the examples i. The factor
+1/n is applied once, to delta_L (p_L x n numbers), rather than to every gradient: lines 8-10 are
+linear in delta, so the columns of ``delta[l]`` are then dC/dz_l^(i) = delta_l^(i) / n, the
+derivatives of the mean C itself. For the same reason a gradient step folds the learning rate
+into delta_L as well, and back-propagates lr/n * delta_L to get lr times the gradient.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def back_propagate(
     W: dict[int, Array], z: dict[int, Array], a: dict[int, Array], delta_L: Array,
     S_prime: dict[int, Any], xp: ModuleType = np,
 ) -> tuple[dict[int, Array], dict[int, Array], dict[int, Array]]:
-    """Lines 7-10 of Algorithm 1, averaged over the batch as in Algorithm 2.
+    """Lines 7-10 of Algorithm 1, summed over the columns of the batch.
 
     Parameters
     ----------
@@ -83,26 +87,27 @@ def back_propagate(
     z, a
         The values of the feed-forward pass (:func:`feed_forward`).
     delta_L
-        The output error dC_i/dz_L of each example, shape (p_L, n) (line 5).
+        The output error, shape (p_L, n) (line 5): column i is dC/dz_L^(i) for the loss C that
+        is differentiated. For the training loss (1/n) sum_i C_i (eq. 1) that is
+        delta_L^(i) / n; for a single example (n = 1) it is delta_L itself.
     S_prime
         ``S_prime[l](z, xp)``, the derivative of layer l's activation, l = 1, ..., L - 1.
 
     Returns
     -------
     dC_dW, dC_db, delta
-        ``dC_dW[l]`` (p_l, p_{l-1}) and ``dC_db[l]`` (p_l,): the gradient of the training loss
-        (1/n) sum_i C_i (eq. 1); ``delta[l]`` (p_l, n): the error of each example, eq. (2).
+        ``dC_dW[l]`` (p_l, p_{l-1}) and ``dC_db[l]`` (p_l,): the gradient of C;
+        ``delta[l]`` (p_l, n): column i is dC/dz_l^(i), eq. (2) of ``002_ff83eee082f91d18.txt``.
     """
     L = len(W)
-    n = a[0].shape[1]
     delta = {L: delta_L}
     dC_dW, dC_db = {}, {}
     for l in range(L, 0, -1):                                     # line 7
-        dC_db[l] = xp.sum(delta[l], axis=1) / n                   # line 8, mean over the batch
-        dC_dW[l] = delta[l] @ a[l - 1].T                          # line 9: delta_l a_{l-1}^T,
-        dC_dW[l] /= n                                             #   mean over the batch
+        dC_db[l] = xp.sum(delta[l], axis=1)                       # line 8 (summed over i)
+        dC_dW[l] = delta[l] @ a[l - 1].T                          # line 9: delta_l a_{l-1}^T
         if l > 1:  # delta_0 is never used: the seed's z_0 <- 0 only lets its loop finish
-            delta[l - 1] = S_prime[l - 1](z[l - 1], xp) * (W[l].T @ delta[l])   # line 10
+            delta[l - 1] = W[l].T @ delta[l]                      # line 10: W_l^T delta_l,
+            delta[l - 1] *= S_prime[l - 1](z[l - 1], xp)          #   times S'(z_{l-1})
     return dC_dW, dC_db, delta
 
 
@@ -201,12 +206,15 @@ class Network:
         self.activation_names = _check_activations(activations, L, loss)
         self.xp = get_namespace(backend)
         self.dtype = dtype_of(self.xp, dtype)
+        self.dtype_name = dtype
         self.S = {l: act.get(name)[0] for l, name in enumerate(self.activation_names, 1)}
         self.S_prime = {l: act.get(name)[1] for l, name in enumerate(self.activation_names, 1)}
 
         W0, b0 = _initial_parameters(self.sizes, self.activation_names, seed)
         if weights is not None:
-            W0 = self._check_parameters(weights, "weights", lambda l: (self.sizes[l], self.sizes[l - 1]))
+            W0 = self._check_parameters(
+                weights, "weights", lambda l: (self.sizes[l], self.sizes[l - 1])
+            )
         if biases is not None:
             b0 = self._check_parameters(biases, "biases", lambda l: (self.sizes[l],))
         self.W = {l: self._asarray(w) for l, w in enumerate(W0, 1)}
@@ -234,7 +242,7 @@ class Network:
         return Network(
             self.sizes, self.activation_names, self.loss_name,
             backend=self.xp if backend is None else backend,
-            dtype=str(self.dtype).rsplit(".", 1)[-1] if dtype is None else dtype,
+            dtype=self.dtype_name if dtype is None else dtype,
             weights=[to_numpy(w) for w in self.weights],
             biases=[to_numpy(v) for v in self.biases],
         )
@@ -251,7 +259,8 @@ class Network:
 
     def loss(self, X: Array, Y: Array) -> float:
         """The training loss (1/n) sum_i C_i (eq. 1 of ``002_ff83eee082f91d18.txt``)."""
-        X, Y = self._check_X(X), self._check_Y(Y, X.shape[0])
+        X = self._check_X(X)
+        Y = self._check_Y(Y, X.shape[0])
         z, a = feed_forward(self.W, self.b, self.S, X.T, self.xp)
         return self._mean_cost(z, a, Y)
 
@@ -263,31 +272,34 @@ class Network:
         loss, dW, db
             ``dW[l-1]`` has the shape of W_l and ``db[l-1]`` that of b_l.
         """
-        loss, dC_dW, dC_db = self._loss_and_gradients(X, Y)
+        loss, dC_dW, dC_db = self._loss_and_gradients(X, Y, scale=1.0)
         L = self.L
         return loss, [dC_dW[l] for l in range(1, L + 1)], [dC_db[l] for l in range(1, L + 1)]
 
     def train_step(self, X: Array, Y: Array, lr: float) -> float:
         """One step of gradient descent on this batch: theta <- theta - lr * grad.
 
+        The learning rate multiplies delta_L before back-propagation (which is linear in it), so
+        what comes back is already lr * grad and each parameter is updated in one pass.
         Returns the training loss before the update.
         """
         lr = _check_learning_rate(lr)
-        loss, dC_dW, dC_db = self._loss_and_gradients(X, Y)
+        loss, step_W, step_b = self._loss_and_gradients(X, Y, scale=lr)
         for l in range(1, self.L + 1):
-            dC_dW[l] *= lr
-            self.W[l] -= dC_dW[l]
-            dC_db[l] *= lr
-            self.b[l] -= dC_db[l]
+            self.W[l] -= step_W[l]
+            self.b[l] -= step_b[l]
         return loss
 
-    def _loss_and_gradients(self, X: Array, Y: Array):
+    def _loss_and_gradients(self, X: Array, Y: Array, scale: float):
+        """The loss and ``scale`` times its gradient (Algorithms 1 and 2)."""
         X = self._check_X(X)
-        Y = self._check_Y(Y, X.shape[0])
+        n = X.shape[0]
+        Y = self._check_Y(Y, n)
         xp, L = self.xp, self.L
         y = Y if Y.ndim == 1 else Y.T
         z, a = feed_forward(self.W, self.b, self.S, X.T, xp)
         delta_L = losses.output_delta(self.loss_name, self.S_prime[L], z[L], a[L], y, xp)
+        delta_L *= scale / n                  # Algorithm 2: the mean over the batch (and lr)
         dC_dW, dC_db, _ = back_propagate(self.W, z, a, delta_L, self.S_prime, xp)
         return self._mean_cost(z, a, Y), dC_dW, dC_db
 
