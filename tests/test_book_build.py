@@ -1,0 +1,241 @@
+"""The whole book builds cleanly, offline, with every chapter downloadable as a notebook.
+
+One clean build per test session is shared with ``tests/test_browser.py`` through
+:func:`built_site`: under pytest-xdist the workers share a lock and the build's result, and both
+modules also carry ``xdist_group("book")`` so that ``--dist loadgroup`` keeps them together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
+
+# Sphinx warnings, as "path:line: WARNING: ..." or a bare "WARNING: ..." (colour codes aside).
+SPHINX_WARNING = re.compile(r"^(?:\x1b\[[0-9;]*m)*(?:\S+: )?(?:WARNING|ERROR|CRITICAL): ", re.M)
+
+
+@dataclass(frozen=True)
+class BuiltSite:
+    """The result of one ``jupyter-book build`` of the repository."""
+
+    html: Path
+    returncode: int
+    log: str
+    seconds: float
+
+
+def toc_files() -> list[str]:
+    """Every document named in ``_toc.yml`` (root first), as paths without a suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []):
+                    walk(child)
+
+    walk(toc)
+    return files
+
+
+def chapter_files() -> list[str]:
+    """The documents of the part captioned "Chapters" (all of ``_toc.yml`` if there is none)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    for part in toc.get("parts", []):
+        if part.get("caption", "").lower() == "chapters":
+            return [entry["file"] for entry in part["chapters"]]
+    return toc_files()[1:]
+
+
+def source_of(docname: str) -> Path:
+    for suffix in (".md", ".ipynb"):
+        if (ROOT / docname).with_suffix(suffix).exists():
+            return (ROOT / docname).with_suffix(suffix)
+    raise FileNotFoundError(f"_toc.yml names {docname!r}, but there is no .md or .ipynb of it")
+
+
+def is_notebook(docname: str) -> bool:
+    """A .ipynb, or a MyST markdown file with a kernelspec in its front matter."""
+    path = source_of(docname)
+    if path.suffix == ".ipynb":
+        return True
+    text = path.read_text()
+    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
+
+
+def _run_build(out: Path) -> BuiltSite:
+    env = dict(os.environ, COURSE_BOOK_BUILD="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    command = [str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
+               "-W", "-n", "--keep-going"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    seconds = time.perf_counter() - start
+    return BuiltSite(out / "_build" / "html", done.returncode, done.stdout + done.stderr,
+                     seconds)
+
+
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
+    """Build the book once per session (once across all xdist workers) and return the result."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session only
+    out, record = base / "book-site", base / "book-site.json"
+    with FileLock(str(base / "book-site.lock")):
+        if record.exists():
+            data = json.loads(record.read_text())
+            return BuiltSite(Path(data["html"]), data["returncode"], data["log"],
+                             data["seconds"])
+        site = _run_build(out)
+        record.write_text(json.dumps({"html": str(site.html), "returncode": site.returncode,
+                                      "log": site.log, "seconds": site.seconds}))
+        return site
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
+    return built_site(tmp_path_factory)
+
+
+class ResourceLinks(HTMLParser):
+    """Collects every URL that a page *loads* (scripts, styles, fonts, images, frames)."""
+
+    LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon",
+                    "shortcut icon", "apple-touch-icon", "manifest"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[tuple[str, str]] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed", "track"):
+            if a.get("src"):
+                self.loaded.append((tag, a["src"]))
+        if tag == "link" and a.get("href"):
+            rels = set(a.get("rel", "").lower().split()) | {a.get("rel", "").lower()}
+            if rels & self.LOADING_RELS:
+                self.loaded.append((tag, a["href"]))
+        if tag == "object" and a.get("data"):
+            self.loaded.append((tag, a["data"]))
+        if a.get("style"):
+            self.loaded.extend(("style", u) for u in css_urls(a["style"]))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.loaded.extend(("style", u) for u in css_urls(data))
+
+
+def css_urls(css: str) -> list[str]:
+    """The targets of ``url(...)`` and ``@import`` in a piece of CSS."""
+    found = re.findall(r"url\(\s*['\"]?([^'\")\s]+)", css)
+    found += re.findall(r"@import\s+['\"]([^'\"]+)['\"]", css)
+    return found
+
+
+def is_external(url: str) -> bool:
+    return bool(re.match(r"^(?:https?:)?//", url.strip(), re.I))
+
+
+def build_warnings(log: str) -> list[str]:
+    """The lines of a build log that are Sphinx warnings or errors."""
+    return [line for line in log.splitlines() if SPHINX_WARNING.match(line)]
+
+
+def test_the_book_builds_without_warnings(site: BuiltSite) -> None:
+    warnings = build_warnings(site.log)
+    assert site.returncode == 0, ("jupyter-book build failed:\n" + "\n".join(warnings)
+                                  + "\n...\n" + site.log[-3000:])
+    assert not warnings, "the build warned:\n" + "\n".join(warnings)
+    assert "build succeeded" in site.log
+    print(f"clean build of the book: {site.seconds:.1f} s")
+
+
+def test_every_toc_document_has_a_page(site: BuiltSite) -> None:
+    missing = [d for d in toc_files() if not (site.html / d).with_suffix(".html").is_file()]
+    assert not missing, f"no HTML page for {missing}"
+    assert (site.html / "index.html").is_file()
+
+
+def test_no_page_loads_anything_from_the_network(site: BuiltSite) -> None:
+    offenders = []
+    pages = sorted(site.html.rglob("*.html"))
+    assert pages
+    for page in pages:
+        parser = ResourceLinks()
+        parser.feed(page.read_text(errors="replace"))
+        offenders += [f"{page.relative_to(site.html)}: <{tag}> {url}"
+                      for tag, url in parser.loaded if is_external(url)]
+    for sheet in (site.html / "_static").rglob("*.css"):
+        offenders += [f"{sheet.relative_to(site.html)}: {url}"
+                      for url in css_urls(sheet.read_text(errors="replace")) if is_external(url)]
+    assert not offenders, "resources loaded from the network:\n" + "\n".join(offenders)
+
+
+def test_the_resource_scanner_sees_external_loads() -> None:
+    """The scanner above would catch a CDN script, stylesheet, font or image."""
+    parser = ResourceLinks()
+    parser.feed('<script src="https://cdn.example/x.js"></script>'
+                '<link rel="stylesheet" href="//cdn.example/x.css">'
+                '<link rel="preload" as="font" href="http://cdn.example/f.woff2">'
+                '<style>@import "https://fonts.example/css"; p{background:url(https://i/x.png)}'
+                '</style><a href="https://example.org/paper">a citation</a>'
+                '<script src="../_static/local.js"></script>')
+    external = [url for _, url in parser.loaded if is_external(url)]
+    assert len(external) == 5
+    assert "https://example.org/paper" not in external
+
+
+def test_math_and_widgets_are_served_by_the_site(site: BuiltSite) -> None:
+    static = site.html / "_static"
+    assert (static / "mathjax" / "tex-chtml.js").is_file()
+    assert any((static / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert (static / "widgets" / "require.js").is_file()
+    assert (static / "widgets" / "embed-amd.js").is_file()
+    math_pages = [p for p in site.html.rglob("*.html") if 'class="math' in p.read_text()]
+    assert math_pages, "no page of the book has any math"
+    for page in math_pages:
+        assert "_static/mathjax/tex-chtml.js" in page.read_text(), f"{page}: MathJax not local"
+    # The vendored bundles must not be forced onto every page (the _static pitfall).
+    plain = [p for p in site.html.rglob("*.html")
+             if "application/vnd.jupyter.widget-state+json" not in p.read_text()]
+    assert plain
+    assert not [p for p in plain if "widgets/embed-amd.js" in p.read_text()]
+
+
+@pytest.mark.parametrize("docname", chapter_files())
+def test_every_chapter_downloads_as_a_notebook(site: BuiltSite, docname: str) -> None:
+    assert is_notebook(docname), f"{docname} is not a MyST notebook (no kernelspec)"
+    ipynb = (site.html / "_sources" / docname).with_suffix(".ipynb")
+    assert ipynb.is_file(), f"no downloadable {ipynb.name} in the built site"
+    notebook = json.loads(ipynb.read_text())
+    assert notebook["nbformat"] == 4 and notebook["cells"]
+    page = (site.html / docname).with_suffix(".html").read_text()
+    assert f"_sources/{docname}.ipynb" in page, "no download link to the .ipynb"
+    for name in ("mybinder.org", "colab.research.google.com"):
+        assert name in page, f"no {name} launch button on {docname}"
