@@ -27,9 +27,9 @@ H_EXAMPLE = np.array([[2.5, 1.5], [1.5, 2.5]])
 W0_EXAMPLE = np.array([-1.6, 0.6])
 """The starting point of the step-size experiment."""
 
-POINT_X = [-2.4, -1.2, 0.0, 1.2, 2.4]
+POINT_X = [-2.4, -0.8, 0.8, 2.4]
 POINT_Y = [-1.5, 0.0, 1.5]
-"""The grid of the point (x, y) in :func:`gradient_explorer` (15 static frames)."""
+"""The grid of the point (x, y) in :func:`gradient_explorer` (12 static frames)."""
 
 ETAS = [0.05, 0.15, 0.25, 0.35, 0.45, 0.5, 0.52, 0.56]
 """The learning rates of :func:`step_size_explorer`, on both sides of eta* = 0.5."""
@@ -129,31 +129,32 @@ def _grid(n: int = 31, half: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(t, t)
 
 
-def draw_landscape(x: float = 1.2, y: float = 1.5) -> Any:
+def draw_landscape(x: float = 0.8, y: float = 1.5) -> Any:
     """The surface z = F(x, y) and its contour map side by side, with the gradient at (x, y).
 
     The black point sits on the surface; the red point is its shadow on the xy plane, where
     the blue arrow (the gradient) starts.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     X, Y = _grid()
     Z = F(X, Y)
     g = grad_F(x, y)
     arrow = 1.2 * g / max(1.0, float(np.linalg.norm(g)))
-    fig = plt.figure(figsize=(8, 3.4))
+    fig = Figure(figsize=(8, 3.4))
     ax3 = fig.add_subplot(1, 2, 1, projection="3d")
     ax3.plot_surface(X, Y, Z, cmap="viridis", alpha=0.55, linewidth=0, rstride=1, cstride=1)
     ax3.plot([x], [y], [F(x, y)], "ko", ms=6)
     ax3.plot([x], [y], [Z.min()], "ro", ms=5)
     ax3.quiver(x, y, Z.min(), arrow[0], arrow[1], 0.0, color="tab:blue", linewidth=2)
-    ax3.set(xlabel="x", ylabel="y", zlabel="F(x, y)", title="surface z = F(x, y)")
+    ax3.set(xlabel="x", ylabel="y", zlabel="F(x, y)", title="surface z = F(x, y)",
+            xticks=[-3, 0, 3], yticks=[-3, 0, 3], zticks=[0, 2, 4, 6])
     ax2 = fig.add_subplot(1, 2, 2)
     ax2.contour(X, Y, Z, levels=14, cmap="viridis")
     ax2.plot([x], [y], "ro", ms=6)
     ax2.quiver([x], [y], [arrow[0]], [arrow[1]], color="tab:blue", angles="xy",
                scale_units="xy", scale=1, width=0.012)
-    ax2.set(xlabel="x", ylabel="y", aspect="equal",
+    ax2.set(xlabel="x", ylabel="y", aspect="equal", xticks=[-3, 0, 3], yticks=[-3, 0, 3],
             title=f"contours, grad F = ({g[0]:.2f}, {g[1]:.2f})")
     fig.subplots_adjust(wspace=0.45)
     return fig
@@ -162,7 +163,7 @@ def draw_landscape(x: float = 1.2, y: float = 1.5) -> Any:
 def gradient_explorer(static: bool | None = None) -> Any:
     """Move the point (x, y): its gradient on the surface and on the contour map."""
     controls = {"x": POINT_X, "y": POINT_Y}
-    return explorer(draw_landscape, controls, {"x": 1.2, "y": 1.5}, static=static)
+    return explorer(draw_landscape, controls, {"x": 0.8, "y": 1.5}, static=static)
 
 
 def draw_step_size(eta: float = 0.3, steps: int = 30) -> Any:
@@ -171,19 +172,21 @@ def draw_step_size(eta: float = 0.3, steps: int = 30) -> Any:
     Left: the path on the contour map. Right: log10 E(w_t) against t, with the
     critical rate eta* = 2 / lambda_max = 0.5 in the title.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     H, eta_star = H_EXAMPLE, critical_learning_rate(H_EXAMPLE)
     path = descend_quadratic(H, W0_EXAMPLE, eta, steps)
     X, Y = _grid(41, 2.5)
     Z = quadratic_loss(H, np.column_stack([X.ravel(), Y.ravel()])).reshape(X.shape)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.contour(X, Y, Z, levels=np.geomspace(0.02, 12, 10), cmap="viridis")
     ax1.plot(path[:, 0], path[:, 1], "o-", color="tab:red", ms=3, lw=1)
     ax1.set(xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), aspect="equal", xlabel="$w_1$", ylabel="$w_2$",
-            title=f"path, eta = {eta:g}")
+            title=f"path, eta = {eta:g}", xticks=[-2, -1, 0, 1, 2], yticks=[-2, -1, 0, 1, 2])
     ax2.plot(np.log10(quadratic_loss(H, path)), "o-", ms=3, color="tab:red")
-    ax2.set(xlabel="step t", ylabel="log10 E(w_t)", ylim=(-12, 4),
+    ax2.set(xlabel="step t", ylabel="log10 E(w_t)", ylim=(-12, 4), xticks=[0, 10, 20, 30],
+            yticks=[-12, -8, -4, 0, 4],
             title=f"eta / eta* = {eta / eta_star:.2f}")
     fig.subplots_adjust(wspace=0.35)
     return fig

@@ -23,7 +23,7 @@ from course_pkg.widgets import explorer
 X_BOTH = np.array([[0.0], [1.0]])
 """The two inputs x = 0 and x = 1 as a batch of rows, as :class:`Network` takes them."""
 
-MUS = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+MUS = [0.1, 1.0, 10.0, 100.0]
 W0S = [-4.0, 0.0, 4.0]
 """The grids of :func:`training_explorer`: learning rates mu and initial weights w0."""
 
@@ -110,15 +110,17 @@ def draw_training(mu: float = 1.0, w0: float = 0.0, steps: int = 400) -> Any:
     error on each input against the number k of updates on x = 1 (both in log10),
     with the asymptote 1/(4 mu k).
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = isg.train(w0, mu, steps)
     w_grid = np.linspace(-6, 12, 300)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(w_grid, error(w_grid, 1.0), color="tab:blue", label="E on x = 1")
     ax1.plot(w_grid, error(w_grid, 0.0), color="tab:orange", label="E on x = 0")
     ax1.plot(path[::8], error(path[::8], 1.0), "o", ms=3, color="tab:red", label="w (every 8th)")
-    ax1.set(xlabel="w", ylabel="E", xlim=(-6, 12), ylim=(-0.02, 0.52), title=f"mu = {mu:g}")
+    ax1.set(xlabel="w", ylabel="E", xlim=(-6, 12), ylim=(-0.02, 0.52), title=f"mu = {mu:g}",
+            xticks=[-6, -3, 0, 3, 6, 9, 12], yticks=[0, 0.1, 0.2, 0.3, 0.4, 0.5])
     ax1.legend(fontsize=7, loc="upper right")
     k = np.arange(1, steps // 2 + 1)
     w_after_k = path[2 * k]               # x = 1 is the second example of each pair
@@ -127,6 +129,7 @@ def draw_training(mu: float = 1.0, w0: float = 0.0, steps: int = 400) -> Any:
     ax2.plot(log_k, np.log10(asymptotic_error(mu, k)), "k--", lw=1, label="1/(4 mu k)")
     ax2.plot(log_k, np.log10(error(w_after_k, 0.0)), color="tab:orange", label="E on x = 0")
     ax2.set(xlabel="log10 k (k = updates on x = 1)", ylabel="log10 E", ylim=(-5, 0),
+            xticks=[0, 1, 2], yticks=[-5, -4, -3, -2, -1, 0],
             title=f"w0 = {w0:g}, final w = {path[-1]:.2f}")
     ax2.legend(fontsize=7, loc="lower left")
     fig.subplots_adjust(wspace=0.35)
