@@ -36,11 +36,11 @@ EXERCISES = _exercises()
 def solution_of(exercise: Exercise):
     """A correct student answer: the exercise's reference, unless that reference calls the
     course_pkg function that the check switches off (then the knob-free variant model)."""
-    from course_pkg.grading import matrix_form
+    from course_pkg.grading import matrix_form, node_delta
 
-    if exercise is matrix_form.GRADIENTS:
-        return matrix_form.gradients
-    return exercise.correct
+    models = {id(matrix_form.GRADIENTS): matrix_form.gradients,
+              id(node_delta.NODE_UPDATE): node_delta.node_step}
+    return models.get(id(exercise), exercise.correct)
 CASES = [(f"{ident}:{tag}", exercise, tag) for ident, exercise in EXERCISES
          for tag in exercise.mistakes]
 
