@@ -109,8 +109,8 @@ def draw_graph(ax: Any, w: list[np.ndarray], x: np.ndarray, t: np.ndarray,
                scale: float = 0.15) -> Any:
     """Draw the network on ``ax``: edge width ~ |w_ik|, node colour = Delta (red < 0 < blue).
 
-    Input nodes carry no Delta and are drawn grey, labelled with their activation a_i.
-    Returns the scatter of the non-input nodes (for a colour bar).
+    Each non-input node is labelled with its Delta; the input nodes carry no Delta and are drawn
+    grey, labelled with their activation a_i. Returns the scatter of the non-input nodes.
     """
     layout = (w[0].shape[0], *(w_m.shape[1] for w_m in w))
     pos = _positions(layout)
@@ -129,7 +129,8 @@ def draw_graph(ax: Any, w: list[np.ndarray], x: np.ndarray, t: np.ndarray,
     nodes = ax.scatter(xy[:, 0], xy[:, 1], s=520, c=values, cmap="RdBu", vmin=-scale,
                        vmax=scale, edgecolors="k", zorder=2)
     for (px, py), value in zip(xy, values, strict=True):
-        ax.text(px, py, f"{value:+.2f}", ha="center", va="center", fontsize=7, zorder=3)
+        ax.text(px, py, f"{value:+.2f}", ha="center", va="center", fontsize=7, zorder=3,
+                color="white" if abs(value) > 0.6 * scale else "black")
     ax.set_xticks(range(len(layout)), ["input", *["hidden"] * (len(layout) - 2), "output"])
     ax.set_yticks([])
     ax.set_xlim(-0.4, len(layout) - 0.6)
@@ -150,22 +151,21 @@ def draw(epoch: int = 20, example: int = 1) -> Any:
     history = example_history()
     w, x, t = list(history[epoch]), INPUTS[example], TARGETS[example]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), width_ratios=(1.25, 1))
-    nodes = draw_graph(left, w, x, t)
-    fig.colorbar(nodes, ax=left, label="Delta", shrink=0.8)
+    draw_graph(left, w, x, t)
     left.set_title(f"epoch {epoch}: x = ({x[0]:.0f}, {x[1]:.0f}), "
                    f"t = ({t[0]:.0f}, {t[1]:.0f})", fontsize=9)
 
     errors = example_errors()
     epochs, E_n = np.arange(len(errors)), errors[:, example]
-    right.plot(epochs + 1, errors.mean(axis=1), color="k", lw=1, label="mean of $E_n$")
-    right.plot(epochs + 1, E_n, color="tab:purple", lw=1, label=f"$E_n$, example {example}")
+    right.plot(epochs + 1, errors.mean(axis=1), color="k", lw=1, label="mean over the examples")
+    right.plot(epochs + 1, E_n, color="tab:purple", lw=1, label=f"example {example}")
     right.plot([epoch + 1], [E_n[epoch]], "o", color="tab:purple")
     right.set_xscale("log")
     right.set_xticks([1, 10, 100], ["1", "10", "100"])
     right.xaxis.set_minor_locator(NullLocator())
     right.set_ylim(0, None)
     right.set_xlabel("epoch + 1")
-    right.set_ylabel("error")
+    right.set_ylabel("error E_n")
     right.legend(fontsize=8, loc="lower left")
     fig.subplots_adjust(left=0.03, right=0.98, bottom=0.15, top=0.9, wspace=0.4)
     return fig
