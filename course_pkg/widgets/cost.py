@@ -280,3 +280,24 @@ def draw_gpu_speedup(rows: Sequence[dict[str, Any]]) -> Any:
     axes[0, 0].legend(fontsize=8)
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.9)
     return fig
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """One sentence saying when, and on which GPU and CPU, a table was measured."""
+    def get(key: str) -> str:
+        return str(info.get(key, "unrecorded"))
+
+    return (f"Measured {get('date_utc')} (UTC) on the GPU {get('gpu')} (CuPy {get('cupy')}), "
+            f"against the CPU {get('cpu')} with {get('cpu_count')} cores "
+            f"(NumPy {get('numpy')}).")
+
+
+def table_html(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """An HTML table of ``rows`` (floats to three significant digits)."""
+    def cell(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
