@@ -22,6 +22,7 @@ Usage::
     python benchmarks/bench_train_step.py            # CPU, writes benchmarks/results.md
     python benchmarks/bench_train_step.py --gpu      # CuPy, writes benchmarks/results_gpu.md
     python benchmarks/bench_train_step.py --quick    # few repeats, a smoke test
+    python benchmarks/bench_train_step.py --threads 1 --output /tmp/results_1thread.md
 """
 
 from __future__ import annotations
@@ -157,6 +158,40 @@ def time_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     return times
 
 
+def page_faults_per_call(fn: Callable[[], object], calls: int = 10) -> float:
+    """Minor page faults per call: memory that the allocator gave back and takes again."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    By default glibc serves blocks above a (dynamic) threshold with fresh ``mmap`` pages and
+    trims the top of the heap when a large block is freed, so a step that frees ~10 MB of
+    temporaries pays for the same pages again (zero-filled page faults) in the next step.
+    Equivalent to starting Python with ``MALLOC_MMAP_THRESHOLD_=33554432
+    MALLOC_TRIM_THRESHOLD_=268435456``. Applies to the whole process, so to every library
+    timed here alike. Returns False where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
+                    and libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20))
+    except (OSError, AttributeError):
+        return False
+
+
 def blas_threads() -> int:
     from threadpoolctl import threadpool_info
 
@@ -190,20 +225,27 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
 
 
-def run_cpu(quick: bool) -> str:
-    import sklearn
-    import torch
-    from threadpoolctl import threadpool_limits
+CPU_HEADER = (
+    "| network, batch, dtype | repeats | course_pkg ms | GEMM floor ms | course/GEMM "
+    "| PyTorch ms | PyTorch/course | sklearn ms | sklearn/course | page faults/step |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
 
-    threads = blas_threads()
-    torch.set_num_threads(threads)
+
+def cpu_cases(quick: bool) -> list[Case]:
     scale = 0.05 if quick else 1.0
-    cases = [
+    return [
         Case((784, 512, 512, 10), 256, "float64", int(300 * scale)),
         Case((784, 512, 512, 10), 256, "float32", int(300 * scale)),
         Case((64, 32, 10), 32, "float64", int(3000 * scale)),
         Case((64, 32, 10), 32, "float32", int(3000 * scale)),
     ]
+
+
+def cpu_table(cases: list[Case], threads: int) -> list[str]:
+    """Time the four implementations on each case; one markdown table row per case."""
+    from threadpoolctl import threadpool_limits
+
     rows = []
     with threadpool_limits(limits=threads):
         for case in cases:
@@ -216,8 +258,27 @@ def run_cpu(quick: bool) -> str:
             }
             times = time_rounds(fns, case.repeats)
             med = {name: statistics.median(t) for name, t in times.items()}
-            rows.append((case, med))
-            print(case.label, {k: fmt_ms(v) for k, v in med.items()}, flush=True)
+            faults = page_faults_per_call(fns["course_pkg"])
+            c = med["course_pkg"]
+            rows.append(
+                f"| {case.label} | {case.repeats} | {fmt_ms(c)} | {fmt_ms(med['gemm'])} "
+                f"| {c / med['gemm']:.2f} | {fmt_ms(med['torch'])} | {med['torch'] / c:.2f} "
+                f"| {fmt_ms(med['sklearn'])} | {med['sklearn'] / c:.2f} | {faults:.0f} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def run_cpu(quick: bool, threads: int | None = None) -> str:
+    import sklearn
+    import torch
+
+    threads = threads or blas_threads()
+    torch.set_num_threads(threads)
+    cases = cpu_cases(quick)
+    default_rows = cpu_table(cases, threads)
+    kept = keep_freed_memory()
+    kept_rows = cpu_table(cases, threads) if kept else ["(not glibc: skipped)"]
 
     lines = [
         "# Benchmark: one training step (CPU)",
@@ -225,22 +286,26 @@ def run_cpu(quick: bool) -> str:
         "One SGD step (forward, backward, update) of a relu network with a softmax output and",
         "cross-entropy loss on one batch, written by `benchmarks/bench_train_step.py`.",
         "Times are medians in milliseconds over interleaved rounds (one call of each per round);",
-        "ratios are the median divided by `course_pkg`'s median (> 1: slower than course_pkg),",
-        "except `course/GEMM`, course_pkg's median over the GEMM floor's (the floor = only the",
-        "2L - 1 matrix products of the step, in NumPy).",
+        "`PyTorch/course` and `sklearn/course` divide their median by course_pkg's (> 1: slower",
+        "than course_pkg); `course/GEMM` divides course_pkg's median by the GEMM floor's (the",
+        "floor = only the 2L - 1 matrix products of the step, in NumPy). `page faults/step` are",
+        "course_pkg's minor page faults per step (the GEMM floor has none).",
         "",
-        "| network, batch, dtype | repeats | course_pkg ms | GEMM floor ms | course/GEMM "
-        "| PyTorch ms | PyTorch/course | sklearn ms | sklearn/course |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for case, med in rows:
-        c = med["course_pkg"]
-        lines.append(
-            f"| {case.label} | {case.repeats} | {fmt_ms(c)} | {fmt_ms(med['gemm'])} "
-            f"| {c / med['gemm']:.2f} | {fmt_ms(med['torch'])} | {med['torch'] / c:.2f} "
-            f"| {fmt_ms(med['sklearn'])} | {med['sklearn'] / c:.2f} |"
-        )
-    lines += [
+        "## Default process (glibc malloc as it comes)",
+        "",
+        CPU_HEADER,
+        *default_rows,
+        "",
+        "## Same process after `mallopt` keeps freed memory",
+        "",
+        "glibc returns the ~10 MB of temporaries that a float64 step at the large size frees to",
+        "the OS, and takes them back as zero-filled pages in the next step. The second pass sets",
+        "`M_MMAP_THRESHOLD` = 32 MiB and `M_TRIM_THRESHOLD` = 256 MiB (what the environment",
+        "variables `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456` do),",
+        "for every library in the process alike.",
+        "",
+        CPU_HEADER,
+        *kept_rows,
         "",
         "Machine and settings:",
         "",
@@ -313,10 +378,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="time backend='cupy' instead")
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke test)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every library (default: NumPy's BLAS thread count)")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the table (default benchmarks/results[_gpu].md)")
     args = parser.parse_args(argv)
-    report = run_gpu(args.quick) if args.gpu else run_cpu(args.quick)
+    report = run_gpu(args.quick) if args.gpu else run_cpu(args.quick, args.threads)
     default = "results_gpu.md" if args.gpu else "results.md"
     output = args.output or Path(__file__).resolve().parent / default
     output.write_text(report)
