@@ -232,3 +232,114 @@ def test_the_guard_restores_the_reference_afterwards():
     with pytest.raises(Feedback):
         check_dE_dw(identity_sigmoid.dE_dw)
     assert identity_sigmoid.dE_dw(0.0, 1.0, 1.0) == pytest.approx(-0.125)
+
+
+def test_ps2_gradients_from_the_package_are_caught():
+    from course_pkg import tanh_two_layer
+    from course_pkg.grading.tanh_two_layer import check_gradients
+
+    with pytest.raises(Feedback) as info:
+        check_gradients(tanh_two_layer.gradients)
+    assert info.value.tag == "used course_pkg"
+
+
+def test_ps3_gradients_from_network_are_caught():
+    import course_pkg as cp
+    from course_pkg.grading.matrix_form import check_gradients
+
+    def via_network(W, b, X, Y, loss):
+        L = len(W)
+        sizes = [W[1].shape[1]] + [W[l].shape[0] for l in range(1, L + 1)]
+        out = "softmax" if loss == "cross_entropy" else "identity"
+        net = cp.Network(sizes, ["tanh"] * (L - 1) + [out], loss,
+                         weights=[W[l] for l in W], biases=[b[l] for l in b])
+        _, dW, db = net.loss_and_gradients(X, Y)
+        return dict(enumerate(dW, 1)), dict(enumerate(db, 1))
+
+    with pytest.raises(Feedback) as info:
+        check_gradients(via_network)
+    assert info.value.tag == "used course_pkg"
+    assert "_loss_and_gradients" in str(info.value)
+
+
+def test_ps4_node_update_from_the_package_is_caught():
+    from course_pkg import node_delta
+    from course_pkg.grading.node_delta import check_node_update
+
+    with pytest.raises(Feedback) as info:
+        check_node_update(lambda w, x, t, eta, activation: node_delta.update(w, x, t, eta,
+                                                                           activation))
+    assert info.value.tag == "used course_pkg"
+
+
+def test_ps4_a_constant_difference_is_refused():
+    from course_pkg.grading.node_delta import check_matrix_step_difference
+
+    with pytest.raises(Feedback) as info:
+        check_matrix_step_difference(lambda update, w, x, t, eta: 0.0)
+    assert info.value.tag == "unknown"
+
+
+# -- ps3's training check ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    import course_pkg as cp
+
+    return cp.load_digits_split()
+
+
+def _untrained(X_train, y_train, seed=0):
+    rng = np.random.default_rng(seed)
+    return {1: rng.normal(0, 0.01, (10, 64))}, {1: np.zeros(10)}
+
+
+def test_training_an_untrained_network_is_too_inaccurate(digits):
+    from course_pkg.grading.matrix_form import check_training
+
+    with pytest.raises(Feedback) as info:
+        check_training(_untrained, digits)
+    assert info.value.tag == "too inaccurate"
+    assert "90%" in str(info.value)
+
+
+def test_training_past_the_time_limit_is_too_slow(digits, monkeypatch):
+    from course_pkg.grading import matrix_form
+
+    monkeypatch.setattr(matrix_form, "TRAINING_TIME_S", 0.0)
+    with pytest.raises(Feedback) as info:
+        matrix_form.check_training(_untrained, digits)
+    assert info.value.tag == "too slow"
+
+
+@pytest.mark.parametrize("W, b", [
+    ({1: np.zeros((10, 63))}, {1: np.zeros(10)}),
+    ({1: np.zeros((10, 64))}, {2: np.zeros(10)}),
+    ([np.zeros((10, 64))], [np.zeros(10)]),
+    ({1: np.zeros((32, 64)), 2: np.zeros((10, 31))}, {1: np.zeros(32), 2: np.zeros(10)}),
+])
+def test_training_with_misshapen_parameters_names_the_shape(digits, W, b):
+    from course_pkg.grading.matrix_form import check_training
+
+    with pytest.raises(Feedback) as info:
+        check_training(lambda X, y, seed: (W, b), digits)
+    assert info.value.tag == "shape"
+
+
+def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
+    from course_pkg.grading.matrix_form import check_training, gradients
+
+    def train_digits(X_train, y_train, seed=0):
+        rng = np.random.default_rng(seed)
+        W = {1: rng.normal(0, 1 / 8, (64, 64)), 2: rng.normal(0, 1 / 8, (10, 64))}
+        b = {1: np.zeros(64), 2: np.zeros(10)}
+        for _ in range(30):
+            order = rng.permutation(len(y_train))
+            for start in range(0, len(order), 32):
+                rows = order[start:start + 32]
+                dW, db = gradients(W, b, X_train[rows], y_train[rows], "cross_entropy")
+                for l in W:
+                    W[l] -= 0.2 * dW[l]
+                    b[l] -= 0.2 * db[l]
+        return W, b
+
+    assert check_training(train_digits, digits) >= 0.9

@@ -1,8 +1,8 @@
 """Checks of assignment ps4: back-propagation node by node (``003_00675a7c1b711b2c.txt``).
 
 Seed notation: node k receives in_k = sum_i w_ik a_i and outputs a_k = g(in_k). The error
-signal is Delta_k = g'(in_k)(t_k - a_k) at an output node and Delta_j = g'(in_j) sum_k w_jk
-Delta_k at a hidden node, and every weight moves by w_ik <- w_ik + eta a_i Delta_k. As in
+signal is Delta_k = g'(in_k)(t_k - a_k) at an output node and g'(in_j) times the sum over k of
+w_jk Delta_k at a hidden node j, and every weight moves by eta Delta_k a_i. As in
 :mod:`course_pkg.node_delta`, ``w[m][i, k]`` is the weight from node i of layer m to node k
 of layer m + 1 (the transpose of the matrix form's W_{m+1}); there are no biases.
 """
@@ -86,7 +86,7 @@ OUTPUT_DELTA = Exercise(
 # -- Delta at a hidden node --------------------------------------------------------------------
 def hidden_Delta(w: np.ndarray, inp: np.ndarray, Delta_next: np.ndarray, g_prime: Callable
                  ) -> np.ndarray:
-    """Delta_j = g'(in_j) sum_k w_jk Delta_k (eq. 1), for every node j of a hidden layer."""
+    """Delta_j = g'(in_j) * (sum over k of w_jk Delta_k), eq. (1), for each hidden node j."""
     return g_prime(inp) * (w @ Delta_next)
 
 
@@ -121,7 +121,7 @@ HIDDEN_DELTA = Exercise(
 # -- one back-propagation step -----------------------------------------------------------------
 def node_step(w: Sequence[np.ndarray], x: np.ndarray, t: np.ndarray, eta: float,
               activation: str, mistake: str | None = None) -> tuple[np.ndarray, ...]:
-    """One step w_ik <- w_ik + eta a_i Delta_k on every edge, vectorised by layer;
+    """One step w_ik += eta Delta_k a_i on every edge, vectorised by layer;
     ``mistake`` builds a known wrong variant."""
     g, g_prime = _FUNCTIONS[activation]
     inp, a = ref.forward(w, x, g)
@@ -157,7 +157,7 @@ def _step_variant(tag: str) -> Callable[..., tuple]:
 
 
 NODE_UPDATE = Exercise(
-    title=f"one back-propagation step w_ik <- w_ik + eta a_i Delta_k ({SEED})",
+    title=f"one back-propagation step w_ik += eta Delta_k a_i ({SEED})",
     chapter=section("Nodes, edges and the error signal"),
     correct=reference_step,
     mistakes={tag: _step_variant(tag) for tag in (
