@@ -30,8 +30,8 @@ def load_digits_split(test_size: float = 0.25, seed: int = 0):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size}")
+    if not (isinstance(test_size, (int, float)) and 0.0 < test_size < 1.0):
+        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size!r}")
     digits = load_digits()
     X = digits.data / 16.0
     y = digits.target.astype(np.int64)
@@ -40,7 +40,7 @@ def load_digits_split(test_size: float = 0.25, seed: int = 0):
 
 def bishop_targets(n: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The inputs x (shape (n, 1), evenly spaced on [-1, 1]) and the four targets (n, 1)."""
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an integer of at least 2, got {n!r}")
     x = np.linspace(-1.0, 1.0, n).reshape(-1, 1)
     return x, {name: f(x) for name, f in BISHOP_TARGETS.items()}

@@ -17,14 +17,20 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from course_pkg.activations import ACTIVATIONS
+from course_pkg import activations
 
 Weights = Sequence[np.ndarray]
 
 
 def derivative(name: str) -> tuple[Callable, Callable]:
-    """The activation g and its derivative g' for a name of :mod:`course_pkg.activations`."""
-    S, S_prime = ACTIVATIONS[name]
+    """The activation g and its derivative g' for a name of :mod:`course_pkg.activations`.
+
+    Only componentwise activations have a node-level g'; softmax couples the nodes of a layer.
+    """
+    S, S_prime = activations.get(name)
+    if S_prime is None:
+        raise ValueError(f"node-level deltas need a componentwise activation, one of "
+                         f"{list(activations.COMPONENTWISE)}; got {name!r}")
     return (lambda v: S(np.asarray(v, dtype=float), np)), \
            (lambda v: S_prime(np.asarray(v, dtype=float), np))
 

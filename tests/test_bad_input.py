@@ -112,6 +112,18 @@ def test_bad_sizes(sizes):
         cp.Network(sizes)
 
 
+@pytest.mark.parametrize("n", [1, 0, 2.5, "50", True])
+def test_bad_bishop_sample_count(n):
+    with pytest.raises(ValueError, match="integer of at least 2"):
+        cp.bishop_targets(n)
+
+
+@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2, "0.25"])
+def test_bad_test_size(test_size):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        cp.load_digits_split(test_size)
+
+
 # -- numerical stability ------------------------------------------------------------------------
 
 Z_EXTREME = np.array([[-1000.0, 1000.0, 0.0], [1000.0, -1000.0, 0.0], [0.0, 0.0, -1000.0]])

@@ -171,3 +171,9 @@ def test_node_update_is_gradient_descent_by_finite_differences(node_case):
 
             expected = w_m[idx] - eta * central_difference(E_of, w_m[idx])
             assert abs(new[m][idx] - expected) < 1e-9
+
+
+@pytest.mark.parametrize("name", ["softmax", "swish"])
+def test_node_delta_needs_a_componentwise_activation(name):
+    with pytest.raises(ValueError, match="expected one of|componentwise"):
+        node_delta.derivative(name)
