@@ -116,14 +116,14 @@ def gradient_check(
         The finite-difference step and stencil order (:func:`finite_difference_gradients`).
     eps
         Relative floor of the denominator. Rounding gives the finite-difference estimate an
-        absolute error of about u |loss| / h (u the machine epsilon), so derivatives smaller
+        absolute error of about ``u |loss| / h`` (u the machine epsilon), so derivatives smaller
         than ``eps * max(1, |loss|)`` are compared in absolute terms against that scale
         rather than relative to their own size.
 
     Returns
     -------
     float
-        max over all parameters of |a - b| / max(eps max(1, |loss|), |a| + |b|), where a is
+        ``max |a - b| / max(eps max(1, |loss|), |a| + |b|)`` over all parameters, where a is
         the back-propagated and b the finite-difference derivative. Below 1e-6 for a correct
         back-propagation in float64 away from the relu kink.
     """
