@@ -16,7 +16,7 @@ line  Algorithm 1 (one example)                    here (n examples as columns)
 5     delta_L <- (dS_L/dz_L)(dC/dg)                ``delta[L] = losses.output_delta(...) / n``
 8     dC/db_l <- delta_l                           ``dC_db[l] = sum(delta[l], axis=1)``
 9     dC/dW_l <- delta_l a_{l-1}^T                 ``dC_dW[l] = delta[l] @ a[l-1].T``
-10    delta_{l-1} <- S'(z_{l-1}) * W_l^T delta_l   ``delta[l-1] = S_prime[l-1](z[l-1]) * ...``
+10    delta_{l-1} <- S'(z_{l-1}) * W_l^T delta_l   ``(W[l].T @ delta[l]) * S_prime[l-1](z[l-1])``
 ====  ===========================================  =========================================
 
 The sums over the columns in lines 8 and 9 are Algorithm 2: the gradient of the training loss
