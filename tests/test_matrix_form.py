@@ -154,6 +154,22 @@ def test_batched_columns_equal_the_loop_of_algorithm_2(regression):
     np.testing.assert_allclose(Delta @ a[0].T, sum(p[3][1] for p in per_example), rtol=1e-12)
 
 
+def test_backward_pass_is_linear_in_delta_L(regression):
+    """Dividing delta_L by n once gives the batch mean of every gradient (Algorithm 2)."""
+    net, X, Y = regression
+    n = len(X)
+    z, a = cp.feed_forward(net.W, net.b, net.S, X.T)
+    delta_L = S_prime[net.activation_names[-1]](z[net.L]) * 2 * (a[net.L] - Y.T)
+    dW_sum, db_sum, _ = cp.back_propagate(net.W, z, a, delta_L, net.S_prime)
+    dW_mean, db_mean, _ = cp.back_propagate(net.W, z, a, delta_L / n, net.S_prime)
+    _, dW, db = net.loss_and_gradients(X, Y)
+    for l in range(1, net.L + 1):
+        np.testing.assert_allclose(dW_mean[l], dW_sum[l] / n, rtol=1e-12)
+        np.testing.assert_allclose(db_mean[l], db_sum[l] / n, rtol=1e-12)
+        np.testing.assert_allclose(dW_mean[l], dW[l - 1], rtol=1e-12)
+        np.testing.assert_allclose(db_mean[l], db[l - 1], rtol=1e-12)
+
+
 def test_diagonal_matrix_product_is_componentwise():
     rng = np.random.default_rng(1)
     for p in (1, 7, 300):
