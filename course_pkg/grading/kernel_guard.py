@@ -175,7 +175,8 @@ class _Guard:
             shell = _shell()
             if shell is not None:
                 self.restore_names(shell.user_ns)
-            _cap_streams(self.max_output_chars)
+            _cap_streams(self.max_output_chars, lambda: self.record(
+                "capped", f"a cell printed more than {self.max_output_chars} characters"))
         finally:
             self.active = True
 
@@ -201,8 +202,9 @@ class _Guard:
 class _CappedStream(io.TextIOBase):
     """A text stream that forwards at most ``limit`` characters per cell, then one notice."""
 
-    def __init__(self, inner: Any, limit: int) -> None:
+    def __init__(self, inner: Any, limit: int, on_cap: Any) -> None:
         self.inner, self.limit, self.written, self.noticed = inner, limit, 0, False
+        self.on_cap = on_cap
 
     def write(self, text: str) -> int:
         room = self.limit - self.written
@@ -210,6 +212,7 @@ class _CappedStream(io.TextIOBase):
             self.inner.write(text[:room])
         elif not self.noticed:
             self.noticed = True
+            self.on_cap()
             self.inner.write(f"\n... output capped at {self.limit} characters by the grader ...\n")
         self.written += len(text)
         return len(text)
@@ -221,11 +224,11 @@ class _CappedStream(io.TextIOBase):
         return getattr(self.inner, name)
 
 
-def _cap_streams(limit: int) -> None:
+def _cap_streams(limit: int, on_cap: Any) -> None:
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         inner = stream.inner if isinstance(stream, _CappedStream) else stream
-        setattr(sys, name, _CappedStream(inner, limit))
+        setattr(sys, name, _CappedStream(inner, limit, on_cap))
 
 
 _MISSING = object()
@@ -255,7 +258,11 @@ def _normalise(source: str) -> str:
 
 
 def _bound_names(source: str) -> list[str]:
-    """The names a cell binds at its top level (imports, assignments, definitions)."""
+    """The names a cell binds at its top level by an import or a definition.
+
+    These are what the tests call (the checks, the reference functions). Plain assignments
+    are left out: a student may reuse a variable name of a test cell for their own data.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -266,10 +273,6 @@ def _bound_names(source: str) -> list[str]:
             names += [(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
     return names
 
 

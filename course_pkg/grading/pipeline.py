@@ -316,6 +316,8 @@ def guard_notes(events: list[dict[str, Any]]) -> list[str]:
             line = f"put back before a cell ran: {what} (changed by the student's code)"
         elif kind == "patched during test":
             line = f"the code under test changed {what}: that test gets no credit"
+        elif kind == "capped":
+            line = f"output cut: {what}"
         else:
             continue
         if line not in notes:

@@ -27,6 +27,8 @@ from typing import Any
 
 import nbformat
 
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?",
+                          re.DOTALL | re.MULTILINE)
 PROTECTED_MODULES = ("numpy", "course_pkg", "math", "builtins", "sys", "os", "importlib")
 SUSPICIOUS_CALLS = {
     "setattr": "sets an attribute by name",
@@ -83,13 +85,19 @@ def assignment_spec(gradebook_url: str, assignment: str) -> dict[str, Any]:
             grades = {c.name: c.max_score for c in notebook.grade_cells}
             solutions = {c.name for c in notebook.solution_cells}
             cells = {
-                c.name: {"source": c.source, "cell_type": c.cell_type, "locked": c.locked,
+                c.name: {"source": c.source, "released": without_hidden_tests(c.source),
+                         "cell_type": c.cell_type, "locked": c.locked,
                          "grade": c.name in grades, "points": grades.get(c.name, 0.0),
                          "solution": c.name in solutions}
                 for c in notebook.source_cells
             }
             spec[notebook.name] = {"cells": cells, "order": [c.name for c in notebook.source_cells]}
     return spec
+
+
+def without_hidden_tests(source: str) -> str:
+    """The source as released: nbgrader's ``ClearHiddenTests`` drops the hidden-test blocks."""
+    return HIDDEN_TESTS.sub("", source)
 
 
 def kernel_cells(notebook_spec: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +195,13 @@ def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str
                      f"{', '.join(sorted(foreign))}")
     for grade_id, count in seen.items():
         if count > 1:
-            notes.append(f"{name}: cell {grade_id} appears {count} times: one copy is graded")
+            # nbgrader 0.9 crashes on duplicates (DeduplicateIds leaves an empty nbgrader
+            # dict that add_missing_cells cannot read): keep the last copy, as it would.
+            copies = [c for c in notebook.cells if _grade_id(c) == grade_id]
+            for cell in copies[:-1]:
+                cell.metadata.pop("nbgrader")
+            notes.append(f"{name}: cell {grade_id} appears {count} times: the last copy is "
+                         f"graded, the others run as plain cells")
     for grade_id, info in cells.items():
         what = "test cell" if info["grade"] and not info["solution"] else "cell"
         if grade_id not in seen:
@@ -209,7 +223,8 @@ def _compare_locked(notebook: Any, grade_id: str, info: dict[str, Any], name: st
     if cell.cell_type != info["cell_type"]:
         notes.append(f"{name}: {what} {grade_id} was changed to {cell.cell_type}: restored as "
                      f"{info['cell_type']}")
-    elif _normalise(cell.source) != _normalise(info["source"]):
+    elif _normalise(cell.source) not in (_normalise(info["source"]),
+                                         _normalise(info["released"])):
         notes.append(f"{name}: {what} {grade_id} was edited: the released version is run instead")
 
 
@@ -234,6 +249,8 @@ def _instructor_names(spec: dict[str, Any]) -> set[str]:
             for node in tree.body if tree else []:
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+                elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(node.name)
     return names
 
 

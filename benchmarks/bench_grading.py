@@ -1,0 +1,194 @@
+"""Throughput of the grading pipeline against nbgrader's own ``nbgrader autograde``.
+
+Makes a class of submissions of one assignment (default: 100 of ps3, a mix of the solution and
+each known mistake of the checks' mistake tables), then times
+
+* the baseline: ``nbgrader autograde <ps>`` in a copy of the course, which grades one notebook
+  at a time (on a sample of the class when ``--baseline-sample`` is smaller than the class, the
+  time is extrapolated linearly, and the results say so);
+* the pipeline: ``course autograde <ps> --workers N`` on the whole class.
+
+Both must give the same score to every student they both graded; the script checks it. It
+writes the table to ``benchmarks/grading_results.md``. Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_grading.py                # 100 x ps3, sample of 20
+    .venv/bin/python benchmarks/bench_grading.py --baseline-sample 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "benchmarks" / "grading_results.md"
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def checks_module(notebook) -> str | None:
+    """The ``course_pkg.grading.<checks>`` module the notebook's setup cell imports."""
+    for cell in notebook.cells:
+        found = re.search(r"from (course_pkg\.grading\.\w+) import check_", cell.source)
+        if found:
+            return found.group(1)
+    return None
+
+
+def mistake_cells(notebook) -> list[tuple[str, str]]:
+    """(answer grade_id, replacement source) for every known mistake of every exercise.
+
+    An exercise of the checks module is matched to the answer cell that defines a function of
+    the same name as its ``correct`` function; each of its mistakes becomes a submission whose
+    answer cell binds that name to the mistaken function of the table.
+    """
+    name = checks_module(notebook)
+    if name is None:
+        return []
+    module = importlib.import_module(name)
+    exercises = {}
+    for attr, value in vars(module).items():
+        correct = getattr(value, "correct", None)
+        if callable(correct) and isinstance(getattr(value, "mistakes", None), dict):
+            exercises[getattr(correct, "__name__", "")] = attr
+    found = []
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        defined = re.search(r"^def (\w+)\(", cell.source, re.MULTILINE)
+        if not (meta.get("solution") and defined and defined.group(1) in exercises):
+            continue
+        function, exercise = defined.group(1), exercises[defined.group(1)]
+        for tag in getattr(module, exercise).mistakes:
+            source = (f"from {name} import {exercise} as _exercise\n"
+                      f"{function} = _exercise.mistakes[{tag!r}]")
+            found.append((meta["grade_id"], source))
+    return found
+
+
+def make_class(course: Path, assignment: str, size: int) -> int:
+    """Write ``size`` submissions (every third one a mistake); return how many are mistakes."""
+    sources = sorted((course / "source" / assignment).glob("*.ipynb"))
+    mistakes = 0
+    for i in range(size):
+        folder = course / "submitted" / f"student{i:03d}" / assignment
+        folder.mkdir(parents=True)
+        for path in sources:
+            notebook = nbformat.read(path, as_version=4)
+            variants = mistake_cells(notebook)
+            if i % 3 == 2 and variants:
+                gid, source = variants[(i // 3) % len(variants)]
+                notebook = copy.deepcopy(notebook)
+                for cell in notebook.cells:
+                    if cell.metadata.get("nbgrader", {}).get("grade_id") == gid:
+                        cell.source = source
+                mistakes += 1
+            nbformat.write(notebook, folder / path.name)
+    return mistakes
+
+
+def scores(course: Path, assignment: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {s.student.id: float(s.score) for s in gb.find_assignment(assignment).submissions}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assignment", default="ps3")
+    parser.add_argument("--students", type=int, default=100)
+    parser.add_argument("--baseline-sample", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "course"
+        base.mkdir()
+        shutil.copy(ROOT / "assignments" / "nbgrader_config.py", base)
+        shutil.copytree(ROOT / "assignments" / "source" / args.assignment,
+                        base / "source" / args.assignment)
+        done = run([str(BIN / "course"), "--course-dir", str(base), "release", args.assignment],
+                   base)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr)
+            return 1
+        mistakes = make_class(base, args.assignment, args.students)
+        baseline = Path(tmp) / "baseline"
+        shutil.copytree(base, baseline)
+        sample = sorted((baseline / "submitted").iterdir())[args.baseline_sample:]
+        for folder in sample:
+            shutil.rmtree(folder)
+
+        started = time.monotonic()
+        nb_run = run([str(BIN / "nbgrader"), "autograde", args.assignment], baseline)
+        nb_seconds = time.monotonic() - started
+        started = time.monotonic()
+        ours = run([str(BIN / "course"), "--course-dir", str(base), "autograde",
+                    args.assignment, "--workers", str(args.workers)], base)
+        our_seconds = time.monotonic() - started
+        if ours.returncode != 0:
+            print(ours.stdout, ours.stderr)
+            return 1
+        nb_scores, our_scores = scores(baseline, args.assignment), scores(base, args.assignment)
+        disagree = {s: (v, our_scores.get(s)) for s, v in nb_scores.items()
+                    if our_scores.get(s) != v}
+        graded = sum(1 for line in ours.stdout.splitlines()
+                     if re.match(r"^\S+: [0-9.]+/[0-9.]+", line))
+
+    n_base = min(args.baseline_sample, args.students)
+    per_nb = nb_seconds / n_base
+    extrapolated = n_base < args.students
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        "# Grading throughput",
+        "",
+        f"{args.students} submissions of {args.assignment} ({mistakes} with a known mistake, "
+        f"the rest the solution), on {os.cpu_count()} cores ({cpu}), Python "
+        f"{platform.python_version()}. Command: `.venv/bin/python benchmarks/bench_grading.py "
+        f"--assignment {args.assignment} --students {args.students} --baseline-sample "
+        f"{args.baseline_sample} --workers {args.workers}`.",
+        "",
+        "| grader | submissions timed | seconds | seconds per submission | "
+        f"seconds for {args.students} |",
+        "| --- | --- | --- | --- | --- |",
+        f"| `nbgrader autograde {args.assignment}` (baseline, one at a time) | {n_base} | "
+        f"{nb_seconds:.1f} | {per_nb:.2f} | {per_nb * args.students:.1f}"
+        f"{' (extrapolated)' if extrapolated else ''} |",
+        f"| `course autograde {args.assignment} --workers {args.workers}` | {args.students} | "
+        f"{our_seconds:.1f} | {our_seconds / args.students:.2f} | {our_seconds:.1f} |",
+        "",
+        f"Speed-up: {per_nb * args.students / our_seconds:.2f}x. The pipeline graded "
+        f"{graded} of {args.students}; nbgrader exited with status {nb_run.returncode}. "
+        f"Scores that differ between the two on the students both graded: "
+        f"{len(disagree)}{' ' + str(disagree) if disagree else ''}.",
+        "",
+        "The pipeline also runs each notebook with the guard (limits, file fences, restorer) "
+        "and pre-flight checks, which the baseline does not.",
+    ]
+    if extrapolated:
+        lines += ["", f"The baseline was timed on {n_base} submissions and extrapolated "
+                      f"linearly to {args.students} (nbgrader grades one notebook at a time)."]
+    args.results.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if not disagree else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
