@@ -76,7 +76,8 @@ def draw_norms(depth: int, activation: str, figsize: tuple[float, float] = (8, 3
     for name in ACTIVATIONS:
         if name != activation:
             norms = layer_norms(depth, name)
-            ax.semilogy(np.arange(1, len(norms) + 1), norms, ":", lw=1, alpha=0.5, label=name)
+            ax.semilogy(np.arange(1, len(norms) + 1), norms, ".:", lw=1.5, alpha=0.8,
+                        label=name)
     norms = layer_norms(depth, activation)
     layers = np.arange(1, len(norms) + 1)
     ax.semilogy(layers, norms, "o-", lw=2.5, color="black", label=activation)
