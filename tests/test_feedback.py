@@ -343,3 +343,13 @@ def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
         return W, b
 
     assert check_training(train_digits, digits) >= 0.9
+
+
+def test_tags_can_be_counted_from_any_text():
+    from course_pkg.grading.feedback import tags_in
+
+    messages = []
+    for tag in ("S' missing", "shape", "S' missing"):
+        messages.append(str(Feedback(tag, _toy())))
+    text = "Traceback ...\n" + "\nsome output\n".join(messages) + "\n[mistake: invented]"
+    assert tags_in(text) == ["S' missing", "shape", "S' missing"]

@@ -14,6 +14,7 @@ and the chapter to read again. Shapes, which the visible tests state anyway, may
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -63,6 +64,15 @@ MISTAKES: dict[str, str] = {
 
 WIDTH = 80
 """Messages are wrapped to this width (``nbgrader validate`` cuts longer lines)."""
+
+TAG = re.compile(r"\[mistake: ([^\]\n]+)\]")
+"""The stable first line of every message, ``[mistake: <tag>]``."""
+
+
+def tags_in(text: str) -> list[str]:
+    """The mistake tags in ``text`` (e.g. the error outputs of an autograded notebook), in
+    order; only tags of :data:`MISTAKES` count."""
+    return [tag for tag in TAG.findall(text) if tag in MISTAKES]
 
 
 class Feedback(AssertionError):
@@ -147,8 +157,8 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
         raise Feedback("not implemented", exercise) from None
     except ReferenceUsedError as err:
         raise Feedback("used course_pkg", exercise, f"It called {err}.") from None
-    except Exception as err:  # the student's own error, reported without a traceback of ours
-        raise Feedback("error", exercise, f"{type(err).__name__}: {_first_line(err)}") from None
+    except Exception as err:  # the student's own error: keep its traceback, which shows where
+        raise Feedback("error", exercise, f"{type(err).__name__}: {_first_line(err)}") from err
 
 
 def timed(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
@@ -274,8 +284,8 @@ def _copy(value: Any) -> Any:
         return value.copy()
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
     return value
 
 
