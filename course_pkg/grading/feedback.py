@@ -82,7 +82,7 @@ class Feedback(AssertionError):
         if tag not in MISTAKES:
             raise ValueError(f"unknown mistake tag {tag!r}; expected one of {sorted(MISTAKES)}")
         self.tag = tag
-        paragraphs = [f"In {exercise.title}, {MISTAKES[tag]}", detail]
+        paragraphs = [f"In {exercise.title}, {MISTAKES[tag]}", detail[:1].upper() + detail[1:]]
         if tag == "unknown" and exercise.hint:
             paragraphs.append(f"Hint: {exercise.hint}")
         paragraphs.append(f"Read again: {exercise.chapter}.")
@@ -112,6 +112,8 @@ class Exercise:
         Advice shown when the mistake is unknown.
     forbidden
         Reference functions that the student's function must not call.
+    returns
+        Names of the items of a tuple result, e.g. ("dW", "db"), used in the messages.
     """
 
     title: str
@@ -121,6 +123,7 @@ class Exercise:
     cases: Callable[[np.random.Generator, bool], list[tuple]]
     hint: str = ""
     forbidden: tuple[Callable[..., Any], ...] = field(default=())
+    returns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.mistakes) - set(MISTAKES)
@@ -193,16 +196,17 @@ def diagnose(answer: Any, expected: Any, wrong: Mapping[str, Any], exercise: Exe
     it differs from the right answer on this case. The message never shows an array.
     """
     __tracebackhide__ = True
-    expected_parts = _parts(expected)
+    names = exercise.returns
+    expected_parts = _parts(expected, names=names)
     try:
-        parts = _parts_like(answer, expected)
+        parts = _parts_like(answer, expected, names=names)
     except ValueError as err:
         raise Feedback("shape", exercise, str(err)) from None
     if _close(parts, expected_parts, rtol, atol):
         return
     for tag, value in wrong.items():
         try:
-            variant = _parts_like(value, expected)
+            variant = _parts_like(value, expected, names=names)
         except ValueError:
             continue
         if _close(parts, variant, rtol, atol) and not _close(variant, expected_parts, rtol, atol):
@@ -228,16 +232,24 @@ def _shape_detail(name: str, got: tuple, want: tuple) -> str:
                      "expression mixing them runs silently and computes something else.")
 
 
-def _parts(value: Any, name: str = "the result") -> list[tuple[str, np.ndarray]]:
+def _item_names(name: str, count: int, names: tuple[str, ...]) -> list[str]:
+    return list(names) if len(names) == count else [f"{name}[{i}]" for i in range(count)]
+
+
+def _parts(value: Any, name: str = "the result", names: tuple[str, ...] = ()
+           ) -> list[tuple[str, np.ndarray]]:
     """Flatten a reference answer (an array, or a tuple/dict of them) into named arrays."""
     if isinstance(value, dict):
         return [part for key in sorted(value) for part in _parts(value[key], f"{name}[{key}]")]
     if isinstance(value, tuple):
-        return [part for i, item in enumerate(value) for part in _parts(item, f"{name}[{i}]")]
+        labels = _item_names(name, len(value), names)
+        return [part for item, label in zip(value, labels, strict=True)
+                for part in _parts(item, label)]
     return [(name, np.asarray(value, dtype=float))]
 
 
-def _parts_like(value: Any, like: Any, name: str = "the result") -> list[tuple[str, np.ndarray]]:
+def _parts_like(value: Any, like: Any, name: str = "the result", names: tuple[str, ...] = ()
+                ) -> list[tuple[str, np.ndarray]]:
     """Flatten ``value`` with the structure of ``like``; a ValueError says what differs."""
     if isinstance(like, dict):
         if not isinstance(value, dict) or sorted(value) != sorted(like):
@@ -249,8 +261,9 @@ def _parts_like(value: Any, like: Any, name: str = "the result") -> list[tuple[s
         if not isinstance(value, (tuple, list)) or len(value) != len(like):
             raise ValueError(f"{name} must be a tuple of {len(like)} items, got "
                              f"{_describe(value)}.")
-        return [p for i, (v, w) in enumerate(zip(value, like, strict=True))
-                for p in _parts_like(v, w, f"{name}[{i}]")]
+        labels = _item_names(name, len(like), names)
+        return [p for v, w, label in zip(value, like, labels, strict=True)
+                for p in _parts_like(v, w, label)]
     if value is None:
         raise ValueError(f"{name} is None: did the function forget to return it?")
     try:

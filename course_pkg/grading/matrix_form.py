@@ -307,6 +307,7 @@ GRADIENTS = Exercise(
     hint="feed forward keeping every z[l] and a[l] (a[0] = X.T), start from delta_L, and "
          "for l = L, ..., 1 take the two gradients before stepping back to delta[l-1].",
     forbidden=FORBIDDEN,
+    returns=("dW", "db"),
 )
 
 

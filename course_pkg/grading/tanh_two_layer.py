@@ -161,6 +161,7 @@ GRADIENTS = Exercise(
     hint="run the forward pass (h, z, y), then your four functions in order: output deltas, "
          "hidden deltas, dE/dw2 from (delta_out, z), dE/dw1 from (delta_hidden, x).",
     forbidden=FORBIDDEN,
+    returns=("E", "dE_dw1", "dE_dw2"),
 )
 
 
