@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 import course_pkg as cp
-from course_pkg.widgets.cost import time_gradients
+from course_pkg.widgets.cost import cpu_name, time_gradients
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,17 +45,6 @@ CPU_FD_MAX_WIDTH = 48
 GPU_WIDTHS = (64, 256, 1024, 4096)
 GPU_BATCHES = (32, 256, 2048, 16384)
 GPU_DTYPES = ("float32", "float64")
-
-
-def cpu_name() -> str:
-    """The processor's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info() -> dict[str, Any]:

@@ -282,6 +282,19 @@ def draw_gpu_speedup(rows: Sequence[dict[str, Any]]) -> Any:
     return fig
 
 
+def cpu_name() -> str:
+    """The processor's model name, from /proc/cpuinfo where there is one."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def describe_machine(info: dict[str, Any]) -> str:
     """One sentence saying when, and on which GPU and CPU, a table was measured."""
     def get(key: str) -> str:
