@@ -40,7 +40,7 @@ from course_pkg.widgets.cost import cpu_name, time_gradients
 
 HERE = Path(__file__).resolve().parent
 
-CPU_WIDTHS = (4, 8, 16, 32, 64, 128, 256, 512)
+CPU_WIDTHS = (4, 8, 16, 24, 32, 48, 64, 128, 256, 512)
 CPU_FD_MAX_WIDTH = 48
 GPU_WIDTHS = (64, 256, 1024, 4096)
 GPU_BATCHES = (32, 256, 2048, 16384)
