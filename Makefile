@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# Executes every chapter (with the execution cache in _build/.jupyter_cache) and treats every
+# Sphinx warning as an error, as tests/test_book_build.py does.
 book: venv
-	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --builder html
+	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The website is in _build/html/index.html"
 
 book-clean:
