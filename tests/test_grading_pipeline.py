@@ -147,6 +147,7 @@ def build_class(course: Path) -> dict[str, dict]:
     duplicated = copy.deepcopy(solution)
     [test_cell] = [c for c in duplicated.cells if grade_id(c) == "test_train"]
     duplicated.cells.append(copy.deepcopy(test_cell))
+    duplicated.cells[-1]["id"] = "copy-of-test-train"  # Jupyter gives a copy a new cell id
     case("duplicated_test", full, "test_train appears 2 times", nb=duplicated)
     retyped = replace_cell(solution, "update", mistake_source("update", "UPDATE_MISTAKES",
                                                               "sign flipped"))
