@@ -28,6 +28,7 @@ import numpy as np
 
 from course_pkg.gradcheck import finite_difference_gradients
 from course_pkg.network import Network
+from course_pkg.network import _check_sizes as check_sizes
 
 INPUTS, OUTPUTS, BATCH = 64, 10, 32
 """The widget's network: 64 inputs and 10 outputs (the digits), a batch of 32 examples."""
@@ -39,17 +40,9 @@ DEPTHS = (1, 2, 3)
 """The numbers of hidden layers the widget offers."""
 
 
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    sizes = list(sizes)
-    if len(sizes) < 2 or any(not isinstance(p, (int, np.integer)) or p < 1 for p in sizes):
-        raise ValueError(f"expected layer widths [p_0, ..., p_L], L >= 1, all positive "
-                         f"integers; got {sizes}")
-    return [int(p) for p in sizes]
-
-
 def parameter_count(sizes: Sequence[int]) -> int:
     """P = sum_l (p_{l-1} p_l + p_l): the weights and biases (``002_ff83eee082f91d18.txt``)."""
-    p = _check_sizes(sizes)
+    p = check_sizes(sizes)
     return sum(p[l - 1] * p[l] + p[l] for l in range(1, len(p)))
 
 
@@ -70,7 +63,7 @@ def multiply_adds(sizes: Sequence[int], n: int = 1) -> tuple[np.ndarray, np.ndar
         ``backward[l-1] = n p_l p_{l-1}`` for dC/dW_l (line 9) plus, for l >= 2, another
         ``n p_l p_{l-1}`` for W_l^T delta_l (line 10).
     """
-    p = _check_sizes(sizes)
+    p = check_sizes(sizes)
     if int(n) != n or n < 1:
         raise ValueError(f"expected a positive integer batch size n, got {n}")
     forward = np.array([n * p[l] * p[l - 1] for l in range(1, len(p))], dtype=np.int64)
@@ -127,7 +120,7 @@ def time_gradients(sizes: Sequence[int], n: int, repeats: int = 3, seed: int = 0
     """
     from threadpoolctl import threadpool_limits
 
-    sizes = _check_sizes(sizes)
+    sizes = check_sizes(sizes)
     rng = np.random.default_rng(seed)
     net = Network(sizes, activations=["tanh"] * (len(sizes) - 2) + ["identity"], seed=seed)
     X, Y = rng.normal(size=(n, sizes[0])), rng.normal(size=(n, sizes[-1]))

@@ -94,11 +94,6 @@ def signals(w: list[np.ndarray], x: np.ndarray, t: np.ndarray) -> tuple[list, li
     return inp, a, node_delta.error_signals(w, inp, a, t, g_prime)
 
 
-def mean_error(w: list[np.ndarray], X: np.ndarray = INPUTS, T: np.ndarray = TARGETS) -> float:
-    """The mean over the examples of E_n = 1/2 sum_k (t_k - a_k)^2."""
-    return float(np.mean([node_delta.error(w, x, t) for x, t in zip(X, T, strict=True)]))
-
-
 def _positions(layout: tuple[int, ...]) -> list[np.ndarray]:
     """(x, y) of each node: layer m at x = m, its nodes from the top down around y = 0."""
     return [np.column_stack([np.full(n, float(m)), (n - 1) / 2 - np.arange(n)])
