@@ -238,3 +238,32 @@ def test_bench_gpu_mode_on_a_real_gpu(tmp_path):
 
 def test_load_benchmark_of_a_missing_table_is_none(tmp_path):
     assert cost.load_benchmark(tmp_path / "gpu_scaling.csv") is None
+
+
+def test_committed_cpu_table_shows_the_slopes_the_chapter_reads_from_it():
+    """benchmarks/cpu_scaling.csv: back-propagation ~ P^1 and 2P forward passes ~ P^2."""
+    loaded = cost.load_benchmark(ROOT / "benchmarks" / "cpu_scaling.csv")
+    assert loaded is not None, "run `python benchmarks/bench_scaling.py` and commit its table"
+    rows, info = loaded
+    P, bp, fw, fd = (np.array([r[k] for r in rows], dtype=float) for k in
+                     ("parameters", "backprop_s", "forward_s", "finite_differences_s"))
+    big, measured = P >= 2000, np.isfinite(fd)
+    assert big.sum() >= 3 and measured.sum() >= 3
+    assert 0.7 < cost.loglog_slope(P[big], bp[big]) < 1.3
+    assert 1.7 < cost.loglog_slope(P[big], (2 * P * fw)[big]) < 2.3
+    assert np.all(fd[measured] > 100 * bp[measured])
+    assert info["date_utc"] and info["cpu"]
+
+
+def test_committed_gpu_table_when_present_is_complete():
+    loaded = cost.load_benchmark(ROOT / "benchmarks" / "gpu_scaling.csv")
+    if loaded is None:
+        pytest.skip("benchmarks/gpu_scaling.csv is not committed yet (needs a GPU machine)")
+    rows, info = loaded
+    bench = load_bench()
+    assert len(rows) == len(bench.GPU_WIDTHS) * len(bench.GPU_BATCHES) * len(bench.GPU_DTYPES)
+    for r in rows:
+        assert r["numpy_s"] > 0 and r["cupy_s"] > 0 and r["cupy_host_data_s"] > 0
+        assert r["speedup"] == pytest.approx(r["numpy_s"] / r["cupy_s"], rel=1e-6)
+    for key in ("date_utc", "gpu", "cupy", "cpu", "cpu_count"):
+        assert info.get(key), key
