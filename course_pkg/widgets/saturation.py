@@ -10,6 +10,8 @@ the unit is active, and the gradient keeps its size. :func:`gradient_norms` meas
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from course_pkg.backend import to_numpy
@@ -55,10 +57,16 @@ def gradient_norms(net: Network, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([float(np.linalg.norm(to_numpy(g))) for g in dW])
 
 
+@lru_cache(maxsize=64)
 def layer_norms(depth: int, activation: str, seed: int = 0) -> np.ndarray:
-    """:func:`gradient_norms` of :func:`deep_network` on :func:`sample_batch`."""
+    """:func:`gradient_norms` of :func:`deep_network` on :func:`sample_batch` (read-only).
+
+    Cached: every frame of the explorer draws all three activations.
+    """
     X, y = sample_batch(seed=seed)
-    return gradient_norms(deep_network(depth, activation, seed=seed), X, y)
+    norms = gradient_norms(deep_network(depth, activation, seed=seed), X, y)
+    norms.flags.writeable = False
+    return norms
 
 
 def draw_norms(depth: int, activation: str, figsize: tuple[float, float] = (8, 3.2)):
@@ -90,6 +98,7 @@ def draw_norms(depth: int, activation: str, figsize: tuple[float, float] = (8, 3
            xlim=(0.5, max(DEPTHS) + 1.5),
            title=f"{depth} hidden layers: gradient norm per layer, {activation} network")
     ax.legend(loc="lower right", fontsize=8, ncol=2)
+    ax.locator_params(axis="x", nbins=6, integer=True)
     return fig
 
 

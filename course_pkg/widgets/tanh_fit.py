@@ -105,6 +105,8 @@ def draw_fit(epoch: int, target: str, figsize: tuple[float, float] = (8, 3.2)):
     right.set(xlabel="x", ylabel="hidden output", ylim=(-1.05, 1.05),
               title="the three tanh hidden units")
     right.legend(loc="lower right", fontsize=8)
+    for ax in (left, right):
+        ax.locator_params(nbins=4)  # fewer tick labels: a third less drawing per static frame
     return fig
 
 
