@@ -229,7 +229,9 @@ def test_softmax_cross_entropy_delta():
     p_L = 5
     for label in range(p_L):                        # Python's 0-based label = seed's y
         z = rng.normal(size=p_L)
-        g = np.exp(z) / np.sum(np.exp(z))
+        g = np.exp(z) / np.sum(np.exp(z))                                     # (mf-softmax)
+        np.testing.assert_allclose(cp.activations.softmax(z[:, None], np)[:, 0], g, rtol=1e-12)
+        assert g.sum() == pytest.approx(1.0) and np.all(g > 0)
         seed_form = [g[k - 1] - (label == k - 1) for k in range(1, p_L + 1)]   # g_k - I{y=k-1}
 
         def C(v, label=label):
