@@ -193,3 +193,21 @@ def test_cross_entropy_exercise(w, x, y):
         return -(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
     fd = (ce(w + H) - ce(w - H)) / (2 * H)
     assert fd == pytest.approx((A(w * x) - y) * x, abs=1e-8)
+
+
+def test_two_weights_sign_steps_cycle_while_proportional_steps_converge():
+    """The two-weight experiment: w, b with targets (0.2, 0.7); sign steps move on diagonals."""
+    targets = np.array([[0.2], [0.7]])
+
+    def grad(theta):
+        _, dW, db = sg.bias_network(*theta).loss_and_gradients(sg.X_BOTH, targets)
+        return np.array([dW[0][0, 0], db[0][0]])
+
+    minimum = np.array([logit(0.7) - logit(0.2), logit(0.2)])
+    np.testing.assert_allclose(grad(minimum), 0.0, atol=1e-15)
+    prop = sg.descend(grad, [0.0, 1.5], 8.0, 300)
+    sign = sg.descend(grad, [0.0, 1.5], 0.1, 300, rule="sign")
+    assert np.linalg.norm(prop[-1] - minimum) < 1e-4
+    np.testing.assert_allclose(np.abs(np.diff(sign, axis=0)), 0.1, atol=1e-12)
+    assert np.linalg.norm(sign[-1] - minimum) > 0.1
+    np.testing.assert_allclose(sign[-1], sign[-3], atol=1e-12)
