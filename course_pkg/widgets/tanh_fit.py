@@ -100,8 +100,8 @@ def draw_fit(epoch: int, target: str, figsize: tuple[float, float] = (8, 3.2)):
              title=f"{target}: epoch {epoch}, E = {fit_snapshots(target)[epoch][2]:.2g}")
     left.legend(loc="lower right", fontsize=8)
     z = hidden_outputs(net, grid)
-    for j in range(z.shape[1]):
-        right.plot(grid[:, 0], z[:, j], "--", label=f"z{j + 1}(x)")
+    for j, color in enumerate(("tab:orange", "tab:green", "tab:purple")[:z.shape[1]]):
+        right.plot(grid[:, 0], z[:, j], "--", color=color, label=f"z{j + 1}(x)")
     right.set(xlabel="x", ylabel="hidden output", ylim=(-1.05, 1.05),
               title="the three tanh hidden units")
     right.legend(loc="lower right", fontsize=8)
