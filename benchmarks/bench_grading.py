@@ -23,6 +23,7 @@ import importlib
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -42,10 +43,21 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of every finished child process (kernels included: each
+    process waits for its children, so their time adds up to the command's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def checks_module(notebook) -> str | None:
     """The ``course_pkg.grading.<checks>`` module the notebook's setup cell imports."""
     for cell in notebook.cells:
-        found = re.search(r"from (course_pkg\.grading\.\w+) import check_", cell.source)
+        found = re.search(r"from (course_pkg\.grading\.\w+) import \(?\s*check_", cell.source)
         if found:
             return found.group(1)
     return None
@@ -65,8 +77,9 @@ def mistake_cells(notebook) -> list[tuple[str, str]]:
     exercises = {}
     for attr, value in vars(module).items():
         correct = getattr(value, "correct", None)
-        if callable(correct) and isinstance(getattr(value, "mistakes", None), dict):
-            exercises[getattr(correct, "__name__", "")] = attr
+        if callable(correct) and getattr(value, "mistakes", None):
+            exercises.setdefault(attr.lower(), attr)
+            exercises.setdefault(getattr(correct, "__name__", ""), attr)
     found = []
     for cell in notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -136,13 +149,16 @@ def main() -> int:
         for folder in sample:
             shutil.rmtree(folder)
 
-        started = time.monotonic()
+        loads = [load()]
+        started, cpu = time.monotonic(), cpu_seconds()
         nb_run = run([str(BIN / "nbgrader"), "autograde", args.assignment], baseline)
-        nb_seconds = time.monotonic() - started
-        started = time.monotonic()
+        nb_seconds, nb_cpu = time.monotonic() - started, cpu_seconds() - cpu
+        loads.append(load())
+        started, cpu = time.monotonic(), cpu_seconds()
         ours = run([str(BIN / "course"), "--course-dir", str(base), "autograde",
                     args.assignment, "--workers", str(args.workers)], base)
-        our_seconds = time.monotonic() - started
+        our_seconds, our_cpu = time.monotonic() - started, cpu_seconds() - cpu
+        loads.append(load())
         if ours.returncode != 0:
             print(ours.stdout, ours.stderr)
             return 1
@@ -165,14 +181,21 @@ def main() -> int:
         f"--assignment {args.assignment} --students {args.students} --baseline-sample "
         f"{args.baseline_sample} --workers {args.workers}`.",
         "",
-        "| grader | submissions timed | seconds | seconds per submission | "
-        f"seconds for {args.students} |",
-        "| --- | --- | --- | --- | --- |",
+        "| grader | submissions timed | wall s | wall s per submission | "
+        f"wall s for {args.students} | CPU s per submission |",
+        "| --- | --- | --- | --- | --- | --- |",
         f"| `nbgrader autograde {args.assignment}` (baseline, one at a time) | {n_base} | "
         f"{nb_seconds:.1f} | {per_nb:.2f} | {per_nb * args.students:.1f}"
-        f"{' (extrapolated)' if extrapolated else ''} |",
+        f"{' (extrapolated)' if extrapolated else ''} | {nb_cpu / n_base:.2f} |",
         f"| `course autograde {args.assignment} --workers {args.workers}` | {args.students} | "
-        f"{our_seconds:.1f} | {our_seconds / args.students:.2f} | {our_seconds:.1f} |",
+        f"{our_seconds:.1f} | {our_seconds / args.students:.2f} | {our_seconds:.1f} | "
+        f"{our_cpu / args.students:.2f} |",
+        "",
+        f"Load average (1/5/15 min) before the baseline, between, and after the pipeline: "
+        f"{', '.join(loads)} (the machine is shared; wall times grow with the load, CPU "
+        f"times much less). On {args.workers} idle cores the pipeline needs at least "
+        f"{our_cpu / args.workers:.0f} s of wall time for this class (its CPU time divided by "
+        f"the cores).",
         "",
         f"Speed-up: {per_nb * args.students / our_seconds:.2f}x. The pipeline graded "
         f"{graded} of {args.students}; nbgrader exited with status {nb_run.returncode}. "

@@ -32,8 +32,6 @@ from course_pkg.grading import identity_sigmoid as ps1_checks
 from course_pkg.grading.course import Course
 from course_pkg.grading.pipeline import outcomes
 
-pytestmark = pytest.mark.grading
-
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
 BIN = Path(sys.executable).parent
@@ -235,6 +233,7 @@ def report_block(report: str, student: str) -> str:
     return "\n".join(block)
 
 
+@pytest.mark.grading
 def test_release_generates_every_assignment(graded):
     course = graded["course"]
     for source in sorted((course / "source").iterdir()):
@@ -245,6 +244,7 @@ def test_release_generates_every_assignment(graded):
         assert f"{source.name}: released" in graded["released"]
 
 
+@pytest.mark.grading
 def test_every_student_gets_the_score_their_own_code_earned(graded):
     course, expected = graded["course"], graded["expected"]
     scores = gradebook_scores(course)
@@ -256,6 +256,7 @@ def test_every_student_gets_the_score_their_own_code_earned(graded):
                 student, report_block(graded["report"], student))
 
 
+@pytest.mark.grading
 def test_each_submission_has_a_report_line_saying_what_happened(graded):
     for student, want in graded["expected"].items():
         block = report_block(graded["report"], student)
@@ -267,6 +268,7 @@ def test_each_submission_has_a_report_line_saying_what_happened(graded):
             assert phrase in block, (phrase, block)
 
 
+@pytest.mark.grading
 def test_each_mistake_is_named_in_the_outcome_and_the_feedback(graded):
     course = graded["course"]
     assert course_cli(course, "feedback", "ps1").returncode == 0
@@ -280,6 +282,7 @@ def test_each_mistake_is_named_in_the_outcome_and_the_feedback(graded):
         assert f"[mistake: {tag}]" in page, student
 
 
+@pytest.mark.grading
 def test_export_writes_scores_and_why_a_submission_was_not_graded(graded, tmp_path):
     course = graded["course"]
     target = tmp_path / "grades.csv"
@@ -294,6 +297,7 @@ def test_export_writes_scores_and_why_a_submission_was_not_graded(graded, tmp_pa
             assert row["status"] == "graded" and float(row["score"]) == want["score"], row
 
 
+@pytest.mark.grading
 def test_class_report_counts_mistakes_and_draws_them(graded, tmp_path):
     course = graded["course"]
     course_cli(course, "report", "ps1", "--to", str(tmp_path))
@@ -304,6 +308,7 @@ def test_class_report_counts_mistakes_and_draws_them(graded, tmp_path):
     assert f"{not_graded} not graded" in text
 
 
+@pytest.mark.grading
 def test_a_rerun_keeps_every_grade_and_regrades_only_what_changed(graded):
     course = graded["course"]
     before = gradebook_scores(course)
@@ -321,6 +326,7 @@ def test_a_rerun_keeps_every_grade_and_regrades_only_what_changed(graded):
     assert after == before
 
 
+@pytest.mark.grading
 def test_a_crash_mid_batch_loses_nothing(graded):
     course = graded["course"]
     solution = nbformat.read(course / "source/ps1/ps1.ipynb", as_version=4)
@@ -347,3 +353,192 @@ def test_a_crash_mid_batch_loses_nothing(graded):
     assert all(scores[s] == full for s in late), scores
     manifest = json.loads((course / "grading_manifest.json").read_text())
     assert set(late) <= set(manifest["ps1"])
+
+
+# -- the parts, without nbgrader (fast) -------------------------------------------------------
+TINY_SPEC = {"tiny": {"order": ["setup", "answer", "test_answer"], "cells": {
+    "setup": {"source": "from math import sqrt", "released": "from math import sqrt",
+              "cell_type": "code", "locked": True, "grade": False, "points": 0.0,
+              "solution": False},
+    "answer": {"source": "def f(x):\n    return 2 * x", "released": "def f(x):\n    return 2 * x",
+               "cell_type": "code", "locked": False, "grade": False, "points": 0.0,
+               "solution": True},
+    "test_answer": {"source": "assert f(1) == 2\n### BEGIN HIDDEN TESTS\nassert f(2) == 4\n"
+                              "### END HIDDEN TESTS", "released": "assert f(1) == 2\n",
+                    "cell_type": "code", "locked": True, "grade": True, "points": 1.0,
+                    "solution": False},
+}}}
+
+
+def tiny_notebook(answer: str = "def f(x):\n    return 2 * x", test: str = "assert f(1) == 2"):
+    def meta(gid, **flags):
+        return {"nbgrader": {"grade_id": gid, "grade": False, "solution": False,
+                             "locked": False, "schema_version": 3, **flags}}
+    return nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from math import sqrt", metadata=meta("setup", locked=True)),
+        nbformat.v4.new_code_cell(answer, metadata=meta("answer", solution=True)),
+        nbformat.v4.new_code_cell(test, metadata=meta("test_answer", grade=True, locked=True,
+                                                      points=1.0)),
+    ])
+
+
+def preflight(tmp_path: Path, nb=None, raw: bytes | None = None):
+    from course_pkg.grading.preflight import check_submission
+
+    folder = tmp_path / "sub"
+    folder.mkdir(exist_ok=True)
+    if raw is not None:
+        (folder / "tiny.ipynb").write_bytes(raw)
+    else:
+        nbformat.write(nb, folder / "tiny.ipynb")
+    return check_submission(folder, TINY_SPEC, max_bytes=10_000)
+
+
+def test_preflight_refuses_what_is_not_a_notebook_of_the_assignment(tmp_path):
+    text = nbformat.writes(tiny_notebook()).encode()
+    assert preflight(tmp_path, raw=text).gradable
+    assert "invalid JSON" in preflight(tmp_path, raw=text[: len(text) // 2]).reason
+    assert "not UTF-8" in preflight(tmp_path, raw=b"\xff\xfe\x00").reason
+    assert "no cell list" in preflight(tmp_path, raw=b'{"cells": 3}').reason
+    assert "MiB limit" in preflight(tmp_path, raw=b" " * 20_000).reason
+    other = tiny_notebook()
+    for cell in other.cells:
+        cell.metadata["nbgrader"]["grade_id"] += "_of_ps9"
+    assert "none of the assignment's cells" in preflight(tmp_path, other).reason
+
+
+def test_preflight_notes_restored_cells_and_strips_forged_ones(tmp_path):
+    assert preflight(tmp_path, tiny_notebook()).notes == []
+    edited = preflight(tmp_path, tiny_notebook(test="pass"))
+    assert edited.gradable and "test_answer was edited" in edited.notes[0]
+    nb = tiny_notebook()
+    nb.cells.append(copy.deepcopy(nb.cells[2]))
+    nb.cells[-1]["id"] = "copy"
+    forged = copy.deepcopy(nb.cells[2])
+    forged["id"], forged.metadata["nbgrader"]["grade_id"] = "forged", "test_bonus"
+    nb.cells.append(forged)
+    checked = preflight(tmp_path, nb)
+    cells = checked.notebooks["tiny"].cells
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells] == [
+        "setup", "answer", None, "test_answer", None]
+    assert any("appears 2 times" in n for n in checked.notes)
+    assert any("not in the assignment: test_bonus" in n for n in checked.notes)
+
+
+def test_preflight_flags_code_that_may_game_the_tests(tmp_path):
+    answer = ("import numpy as np\nnp.allclose = lambda *a: True\ndef sqrt(x):\n    return 0\n"
+              "open('/etc/passwd')\nimport ctypes")
+    notes = preflight(tmp_path, tiny_notebook(answer=answer)).notes
+    text = "\n".join(notes)
+    for phrase in ("assigns np.allclose", "redefines sqrt", "opens '/etc/passwd'",
+                   "imports ctypes"):
+        assert phrase in text, (phrase, text)
+
+
+def test_limits_must_be_positive():
+    from course_pkg.grading.sandbox import Limits
+
+    assert Limits().cell_timeout > 0
+    with pytest.raises(ValueError, match="cell_timeout must be a positive integer"):
+        Limits(cell_timeout=0)
+
+
+def test_manifest_hash_follows_content_and_the_file_is_replaced_whole(tmp_path):
+    from course_pkg.grading.manifest import Manifest, hash_folder
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.ipynb").write_text("1")
+    first = hash_folder(tmp_path / "a", "spec")
+    assert hash_folder(tmp_path / "a", "spec") == first != hash_folder(tmp_path / "a", "other")
+    (tmp_path / "a" / "x.ipynb").write_text("2")
+    assert hash_folder(tmp_path / "a", "spec") != first
+    manifest = Manifest(tmp_path / "m.json")
+    manifest.put("ps1", "alice", {"hash": first, "score": 1.0})
+    assert Manifest(tmp_path / "m.json").get("ps1", "alice") == {"hash": first, "score": 1.0}
+    (tmp_path / "m.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Manifest(tmp_path / "m.json")
+
+
+def test_collect_files_folders_and_flat_downloads(tmp_path):
+    from course_pkg.grading.collect import collect
+
+    course = tmp_path / "course"
+    (course / "release" / "ps1").mkdir(parents=True)
+    (course / "source").mkdir()
+    (course / "release" / "ps1" / "ps1.ipynb").write_text("{}")
+    downloads = tmp_path / "downloads"
+    (downloads / "alice").mkdir(parents=True)
+    (downloads / "alice" / "ps1.ipynb").write_text("A")
+    (downloads / "bob").mkdir()
+    (downloads / "bob" / "my answers.ipynb").write_text("B")
+    (downloads / "carol_ps1 (1).ipynb").write_text("C")
+    (downloads / "notes.ipynb").write_text("?")
+    lines = collect(Course(course), "ps1", downloads)
+    for student, text in (("alice", "A"), ("bob", "B"), ("carol", "C")):
+        folder = course / "submitted" / student / "ps1"
+        assert (folder / "ps1.ipynb").read_text() == text
+        assert (folder / "timestamp.txt").read_text().startswith("20")
+    assert any("bob: filed my answers.ipynb as ps1.ipynb" in line for line in lines)
+    assert any(line.startswith("notes.ipynb: skipped") for line in lines)
+    with pytest.raises(ValueError, match="not a folder"):
+        collect(Course(course), "ps1", tmp_path / "missing")
+
+
+GUARD_SCRIPT = r"""
+import json, os, sys
+from IPython.core.interactiveshell import InteractiveShell
+import course_pkg.grading.kernel_guard as guard
+own, secret, log = sys.argv[1:4]
+config = {"own": [own], "forbidden": [os.path.dirname(secret)], "log": log,
+          "preload": ["numpy"], "memory_bytes": 2 * 2**30, "cpu_seconds": 60,
+          "file_bytes": 2**20, "max_output_chars": 100,
+          "instructor_cells": ["from math import sqrt"],
+          "grade_cells": {"assert cheat() == 1.0 and np.allclose(1.0, 2.0)": "test_x"}}
+json.dump(config, open(os.path.join(own, "guard.json"), "w"))
+shell = InteractiveShell.instance()
+guard.install(os.path.join(own, "guard.json"))
+os.chdir(own)
+cells = [
+    "import numpy as np",
+    "from math import sqrt",
+    "np.sum = lambda *a: 0\ndef sqrt(x):\n    return -1.0",
+    "assert np.sum([1, 2]) == 3 and sqrt(4.0) == 2.0",
+    "def cheat():\n    np.allclose = lambda *a, **k: True\n    return 1.0",
+    "assert cheat() == 1.0 and np.allclose(1.0, 2.0)",
+    f"try:\n    open({secret!r}).read()\nexcept PermissionError:\n    print('refused read')",
+    "try:\n    open('../outside.txt', 'w')\nexcept PermissionError:\n    print('refused write')",
+    "open('mine.txt', 'w').write('ok')",
+    "import os\ntry:\n    os.system('true')\nexcept PermissionError:\n    print('refused process')",
+    "print('y' * 1000)",
+]
+for source in cells:
+    result = shell.run_cell(source)
+    print("CELL", result.success)
+"""
+
+
+def test_kernel_guard_restores_refuses_and_caps(tmp_path):
+    own, secret_dir = tmp_path / "own", tmp_path / "course"
+    own.mkdir()
+    secret_dir.mkdir()
+    (secret_dir / "gradebook.db").write_text("grades")
+    log = tmp_path / "guard.jsonl"
+    result = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, str(own),
+                             str(secret_dir / "gradebook.db"), str(log)],
+                            capture_output=True, text=True, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    cells = [line.split()[1] for line in out.splitlines() if line.startswith("CELL")]
+    assert cells[2:4] == ["True", "True"], out  # numpy.sum and sqrt put back before cell 4
+    assert "refused read" in out and "refused write" in out and "refused process" in out
+    assert (own / "mine.txt").read_text() == "ok"
+    assert "output capped at 100 characters" in out and "y" * 101 not in out
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    what = [(e["event"], e["what"]) for e in events]
+    assert ("restored", "numpy.sum") in what
+    assert ("restored", "sqrt (defined by the instructor's cell)") in what
+    assert ("patched during test", "numpy.allclose [test_x]") in what
+    assert any(e == "blocked" and "gradebook.db" in w for e, w in what)
+    assert any(e == "blocked" and w.startswith("os.system") for e, w in what)
+    assert any(e == "capped" for e, _ in what)
