@@ -12,8 +12,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,14 +54,22 @@ def submit(course: Path, student: str, assignment: str, source: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory) -> Path:
-    """A copy of the course directory with every assignment generated and two submissions
-    each (the solution and the untouched stub), autograded."""
+def released(tmp_path_factory) -> Path:
+    """A copy of the course directory with every assignment generated."""
     course = tmp_path_factory.mktemp("course")
     shutil.copy(COURSE / "nbgrader_config.py", course)
     shutil.copytree(COURSE / "source", course / "source")
     for assignment in ASSIGNMENTS:
         nbgrader(course, "generate_assignment", assignment, "--force")
+    return course
+
+
+@pytest.fixture(scope="module")
+def course(released) -> Path:
+    """The released course with two submissions of each assignment (the solution and the
+    untouched stub), autograded."""
+    course = released
+    for assignment in ASSIGNMENTS:
         submit(course, "solution", assignment, course / "source" / assignment)
         submit(course, "stub", assignment, course / "release" / assignment)
         nbgrader(course, "autograde", assignment, "--force")
@@ -99,7 +111,8 @@ def test_the_source_notebooks_are_clean(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_the_release_hides_solutions_and_hidden_tests(course, assignment):
+def test_the_release_hides_solutions_and_hidden_tests(released, assignment):
+    course = released
     for path in notebooks(course / "release" / assignment):
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
@@ -108,14 +121,16 @@ def test_the_release_hides_solutions_and_hidden_tests(course, assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_validate_passes_on_the_solution(course, assignment):
+def test_validate_passes_on_the_solution(released, assignment):
+    course = released
     for path in notebooks(course / "source" / assignment):
         out = nbgrader(course, "validate", str(path)).stdout
         assert "Success! Your notebook passes all the tests." in out, out
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_validate_fails_on_the_stub_with_teaching_messages(course, assignment):
+def test_validate_fails_on_the_stub_with_teaching_messages(released, assignment):
+    course = released
     for path in notebooks(course / "release" / assignment):
         inverted = nbgrader(course, "validate", "--invert", str(path)).stdout
         assert "Success! The notebook does not pass any tests." in inverted, inverted
@@ -156,3 +171,86 @@ def test_partial_work_earns_partial_credit(course):
     assert code == pytest.approx(max_code - 2)  # the training loop's test cell is worth 2
     feedback = (course / "autograded" / "partial" / "ps1" / "ps1.ipynb").read_text()
     assert "[mistake: shape]" in feedback
+
+
+# -- the student's view: the released notebooks open in JupyterLab 4 and Notebook 7 -----------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TOKEN = "course-test-token"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(released, tmp_path_factory) -> Iterator[str]:
+    """A Jupyter server (JupyterLab and Notebook 7 front ends) on the released notebooks."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter")}
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={released / 'release'}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    break
+                time.sleep(0.5)
+        else:
+            pytest.fail("the Jupyter server did not start")
+        if server.poll() is not None:
+            pytest.fail("the Jupyter server exited:\n" + (home / "server.log").read_text())
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run `make chromium` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("front_end", ["lab/tree", "notebooks"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_release_opens_in_jupyterlab_and_notebook7(jupyter_server, browser, released,
+                                                     assignment, front_end):
+    notebook = notebooks(released / "release" / assignment)[0]
+    cells = json.loads(notebook.read_text())["cells"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{jupyter_server}/{front_end}/{assignment}/{notebook.name}?token={TOKEN}")
+        page.wait_for_selector(".jp-Notebook:visible .jp-Cell", timeout=90_000)
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]"
+            ".filter(c => c.offsetParent !== null).length >= n", arg=len(cells),
+            timeout=30_000)
+        title = "".join(cells[0]["source"]).splitlines()[0].lstrip("# ")
+        heading = page.locator(".jp-Notebook:visible .jp-RenderedMarkdown h1").first
+        heading.wait_for(timeout=30_000)
+        assert title in heading.inner_text()
+        assert page.locator(".jp-Notebook:visible .jp-Cell").count() == len(cells)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{assignment}-{front_end.split('/')[0]}.png")
+        page.close()
