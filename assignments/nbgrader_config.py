@@ -11,7 +11,6 @@ c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
 c.CourseDirectory.course_id = "backprop"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
-c.CourseDirectory.assignment_id = ""
 
 # nbgrader 0.9 reads the per-cell time limit here (ExecutePreprocessor.timeout is ignored).
 # The slowest cell, ps3's training on the digits, takes well under 20 s.
