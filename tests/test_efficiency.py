@@ -267,3 +267,35 @@ def test_committed_gpu_table_when_present_is_complete():
         assert r["speedup"] == pytest.approx(r["numpy_s"] / r["cupy_s"], rel=1e-6)
     for key in ("date_utc", "gpu", "cupy", "cpu", "cpu_count"):
         assert info.get(key), key
+
+
+def test_exercise_forward_differences_cost_P_plus_1_passes(monkeypatch):
+    """Exercise eff-ex-forward-diff: one-sided differences need P + 1 loss evaluations, and
+    their error is of order h (against back-propagation)."""
+    rng = np.random.default_rng(3)
+    net = cp.Network([3, 4, 2], activations=["tanh", "identity"])
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    _, dW, db = net.loss_and_gradients(X, Y)
+    exact = np.concatenate([g.ravel() for g in [*dW, *db]])
+    calls = []
+    original = cp.Network.loss
+
+    def counting_loss(self, X, Y):
+        calls.append(1)
+        return original(self, X, Y)
+
+    monkeypatch.setattr(cp.Network, "loss", counting_loss)
+    errors = {}
+    for h in (1e-3, 1e-4):
+        calls.clear()
+        base = net.loss(X, Y)
+        estimate = []
+        for theta in [*net.weights, *net.biases]:
+            for idx in np.ndindex(theta.shape):
+                saved = theta[idx]
+                theta[idx] = saved + h
+                estimate.append((net.loss(X, Y) - base) / h)
+                theta[idx] = saved
+        assert len(calls) == net.num_parameters + 1
+        errors[h] = np.max(np.abs(np.array(estimate) - exact))
+    assert errors[1e-4] < errors[1e-3] / 5  # first order: 10 times smaller h, ~10 times less
