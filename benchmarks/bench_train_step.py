@@ -276,13 +276,47 @@ def cpu_table(cases: list[Case], threads: int, clock: str) -> list[str]:
     return rows
 
 
+def standalone_row(case: Case, threads: int, clock: str) -> str:
+    """Time course_pkg's train_step in a fresh process that imports nothing else."""
+    import json
+    import subprocess
+
+    spec = json.dumps({"sizes": case.sizes, "batch": case.batch, "dtype": case.dtype,
+                       "repeats": case.repeats, "threads": threads, "clock": clock})
+    out = subprocess.run([sys.executable, __file__, "--standalone", spec],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    row = (f"| {case.label} | {case.repeats} | {fmt_ms(result['median'])} "
+           f"| {result['faults']:.0f} |")
+    print(row, "(fresh process)", flush=True)
+    return row
+
+
+def run_standalone(spec: str) -> None:
+    """The child of :func:`standalone_row`: print {"median": s, "faults": n} as JSON."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    args = json.loads(spec)
+    case = Case(tuple(args["sizes"]), args["batch"], args["dtype"], args["repeats"])
+    X, y = make_batch(case)
+    step = course_step(case, X, y)
+    with threadpool_limits(limits=args["threads"]):
+        times = time_rounds({"course_pkg": step}, case.repeats, clock=CLOCKS[args["clock"]])
+        faults = page_faults_per_call(step)
+    print(json.dumps({"median": statistics.median(times["course_pkg"]), "faults": faults}))
+
+
 def run_cpu(quick: bool, threads: int | None = None, clock: str = "wall") -> str:
     import sklearn
     import torch
 
     threads = threads or blas_threads()
     torch.set_num_threads(threads)
+    info = machine_info(threads)
     cases = cpu_cases(quick)
+    alone_rows = [standalone_row(case, threads, clock) for case in cases[:2]]
     default_rows = cpu_table(cases, threads, clock)
     kept = keep_freed_memory()
     kept_rows = cpu_table(cases, threads, clock) if kept else ["(not glibc: skipped)"]
@@ -315,9 +349,19 @@ def run_cpu(quick: bool, threads: int | None = None, clock: str = "wall") -> str
         CPU_HEADER,
         *kept_rows,
         "",
+        "## course_pkg alone in a fresh process",
+        "",
+        "The page faults depend on what the process allocated before: above, PyTorch and",
+        "scikit-learn share the process. Here a fresh Python process imports only course_pkg",
+        "and times its train_step (same clock and threads, default glibc settings):",
+        "",
+        "| network, batch, dtype | repeats | course_pkg ms | page faults/step |",
+        "| --- | ---: | ---: | ---: |",
+        *alone_rows,
+        "",
         "Machine and settings:",
         "",
-        *machine_info(threads),
+        *info,
         f"- PyTorch {torch.__version__} (CPU build), scikit-learn {sklearn.__version__}; "
         f"sklearn's `MLPClassifier(solver='sgd', momentum=0, alpha=0, batch_size=n)`"
         f".partial_fit does one step per call",
@@ -343,6 +387,7 @@ def run_gpu(quick: bool) -> str:
     def sync():
         cupy.cuda.Device().synchronize()
 
+    info = machine_info(blas_threads())
     rows = []
     for case in cases:
         X, y = make_batch(case)
@@ -374,7 +419,7 @@ def run_gpu(quick: bool) -> str:
         "",
         "Machine and settings:",
         "",
-        *machine_info(blas_threads()),
+        *info,
         f"- GPU: {name}, CuPy {cupy.__version__}, CUDA runtime "
         f"{cupy.cuda.runtime.runtimeGetVersion()}",
         "",
@@ -393,7 +438,11 @@ def main(argv: list[str] | None = None) -> None:
                              "other load on a shared machine (use with --threads 1)")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the table (default benchmarks/results[_gpu].md)")
+    parser.add_argument("--standalone", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.standalone:
+        run_standalone(args.standalone)
+        return
     report = run_gpu(args.quick) if args.gpu else run_cpu(args.quick, args.threads, args.clock)
     default = "results_gpu.md" if args.gpu else "results.md"
     output = args.output or Path(__file__).resolve().parent / default
