@@ -3,7 +3,8 @@
 For each document of ``_toc.yml``: the page loads with no failed request, no request leaving
 localhost and no console error; MathJax renders every equation; every image has loaded; and on
 each chapter one static explorer (``course_pkg.widgets``) swaps its picture when a slider
-moves. A screenshot of each page is kept in ``tests/artifacts/`` (gitignored).
+moves. The ipywidgets saved on the root page are rendered by the vendored widget manager and
+respond with no kernel. A screenshot of each page is kept in ``tests/artifacts/`` (gitignored).
 """
 
 from __future__ import annotations
@@ -201,14 +202,36 @@ def test_static_explorer_works_in_the_browser(browser_context: object, server: s
     html = explorer(draw, {"w": [-1.0, 0.0, 1.0], "b": [0.0, 0.5]}, static=True)._repr_html_()
     page = browser_context.new_page()
     log = PageLog(page, server)
+    url = f"{server}/__static_explorer_test.html"
+    page.route(url, lambda route: route.fulfill(
+        body=f"<!DOCTYPE html><html><body>{html}</body></html>", content_type="text/html"))
     try:
-        page.goto(f"{server}/index.html")
-        page.set_content(f"<html><body>{html}</body></html>")
+        page.goto(url)
         key0, src0, key1, src1 = move_first_slider(page)
         assert (key0, key1) == ("1,1", "0,1")
         assert src0 != src1 and src1.startswith("data:image/png;base64,")
         label = page.locator(".course-explorer output").first.inner_text()
         assert label == "-1"
+        assert not log.problems, "\n".join(log.problems)
+    finally:
+        page.close()
+
+
+def test_live_widgets_run_without_a_kernel(browser_context: object, server: str) -> None:
+    """The vendored widget manager renders the saved ipywidgets of the root page, and their
+    browser-side link (``widgets.jslink``) works: a slider key press updates the text box."""
+    docname = toc_files()[0]
+    page, log = open_page(browser_context, server, docname)
+    try:
+        assert page.locator("script[type='application/vnd.jupyter.widget-view+json']").count()
+        text = page.locator(".jupyter-widgets input[type=number]").first
+        before = float(text.input_value())
+        page.locator(".jupyter-widgets .noUi-handle").first.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("([el, v]) => Number(el.value) !== v",
+                               arg=[text.element_handle(), before], timeout=5_000)
+        after = float(text.input_value())
+        assert after > before, "the linked text box did not follow the slider"
         assert not log.problems, "\n".join(log.problems)
     finally:
         page.close()
