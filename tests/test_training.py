@@ -20,13 +20,13 @@ import course_pkg as cp
 def test_digits_reach_95_percent_in_a_few_seconds():
     X, X_test, y, y_test = cp.load_digits_split()
     net = cp.Network([64, 32, 10], ["relu", "softmax"], "cross_entropy", seed=0)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other load on a shared machine
     history = cp.train(net, X, y, lr=0.1, epochs=20, batch_size=16, X_val=X_test, Y_val=y_test,
                        progress=False)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     accuracy = cp.accuracy(net, X_test, y_test)
     assert accuracy >= 0.95, f"test accuracy {accuracy:.3f}"
-    assert elapsed < 15.0, f"training took {elapsed:.1f} s"  # about 0.5 s on one idle core
+    assert elapsed < 10.0, f"training took {elapsed:.1f} s of CPU time"  # about 0.5 s here
     assert history.val_accuracy[-1] == pytest.approx(accuracy)
     assert history.loss[-1] < 0.25 * history.loss[0]
     assert len(history.loss) == 20
