@@ -355,6 +355,22 @@ def test_a_crash_mid_batch_loses_nothing(graded):
     assert set(late) <= set(manifest["ps1"])
 
 
+
+@pytest.mark.grading
+def test_a_submission_that_swallows_interrupts_is_stopped_alone(graded):
+    course = graded["course"]
+    solution = nbformat.read(course / "source/ps1/ps1.ipynb", as_version=4)
+    write(course, "stubborn", append_cell(
+        solution, "while True:\n    try:\n        while True:\n            pass\n"
+                  "    except BaseException:\n        pass"))
+    write(course, "neighbour", solution)
+    run = course_cli(course, "autograde", "ps1", "--student", "stubborn", "--student",
+                     "neighbour", "--cell-timeout", "2", "--wall-seconds", "12")
+    assert "stubborn: not graded: ran past the wall-clock limit of 12 s" in run.stdout, run.stdout
+    scores = gradebook_scores(course)
+    assert scores["neighbour"] == graded["expected"]["solution"]["score"]
+    assert "stubborn" not in scores
+
 # -- the parts, without nbgrader (fast) -------------------------------------------------------
 TINY_SPEC = {"tiny": {"order": ["setup", "answer", "test_answer"], "cells": {
     "setup": {"source": "from math import sqrt", "released": "from math import sqrt",

@@ -156,3 +156,11 @@ def forget_submission(db_url: str, assignment: str, student: str) -> None:
             gb.remove_submission(assignment, student)
         except MissingEntry:
             pass
+
+
+def gradebook_students(db_url: str, assignment: str) -> list[str]:
+    """Students who have a submission of ``assignment`` in the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        return sorted(s.student.id for s in gb.find_assignment(assignment).submissions)

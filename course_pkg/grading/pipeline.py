@@ -36,6 +36,7 @@ from course_pkg.grading.course import (
     Course,
     ensure_tools_on_path,
     forget_submission,
+    gradebook_students,
     write_submission,
 )
 from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
@@ -144,12 +145,14 @@ def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: lis
     salt = hash_json(spec)
     cells = _merged_kernel_cells(spec)
     recorder = _Recorder(course, assignment, manifest, max_score, progress)
+    in_gradebook = set(gradebook_students(course.db_url, assignment))
     tasks: queue.Queue[dict[str, Any]] = queue.Queue()
     for student in known:
         folder = course.folder("submitted", assignment, student)
         digest = hash_folder(folder, salt)
         old = manifest.get(assignment, student)
-        if not force and old is not None and old.get("hash") == digest:
+        if not force and old is not None and old.get("hash") == digest and (
+                old.get("status") != "graded" or student in in_gradebook):
             recorder.keep(Outcome.from_entry(old, unchanged=True))
             continue
         checked = check_submission(folder, spec, limits.max_notebook_bytes)

@@ -34,6 +34,10 @@ WORKER_MEMORY_BYTES = 6 * 2**30
 """Address-space cap of the worker itself (a runaway output stream cannot take the machine)."""
 
 
+STARTUP_SECONDS = 20.0
+"""Added to the first deadline of a fresh worker, which imports nbgrader before it grades."""
+
+
 class WorkerError(RuntimeError):
     """The worker died or ran past its wall-clock limit; ``reason`` says which."""
 
@@ -67,12 +71,14 @@ class WorkerHandle:
 
     def grade(self, task: dict[str, Any]) -> dict[str, Any]:
         """Send one task and wait for its answer, at most ``limits.wall_seconds``."""
+        allowance = 0.0
         if self.process is None or self.process.poll() is not None:
             self.start()
+            allowance = STARTUP_SECONDS
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write((json.dumps(task) + "\n").encode())
         self.process.stdin.flush()
-        deadline = time.monotonic() + self.limits.wall_seconds + 60  # + worker start-up
+        deadline = time.monotonic() + self.limits.wall_seconds + allowance
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
