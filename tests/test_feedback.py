@@ -34,12 +34,20 @@ EXERCISES = _exercises()
 
 
 def solution_of(exercise: Exercise):
-    """A correct student answer: the exercise's reference, unless that reference calls the
-    course_pkg function that the check switches off (then the knob-free variant model)."""
-    from course_pkg.grading import matrix_form, node_delta
+    """A correct student answer written without course_pkg's reference (which the checks
+    switch off while the student's function runs): the model of the mistake tables."""
+    from course_pkg.grading import identity_sigmoid, matrix_form, node_delta, tanh_two_layer
 
-    models = {id(matrix_form.GRADIENTS): matrix_form.gradients,
-              id(node_delta.NODE_UPDATE): node_delta.node_step}
+    models = {
+        id(identity_sigmoid.DE_DW): identity_sigmoid.dE_dw,
+        id(identity_sigmoid.UPDATE): identity_sigmoid.update,
+        id(identity_sigmoid.TRAIN): identity_sigmoid.train,
+        id(tanh_two_layer.GRADIENTS): tanh_two_layer.gradients,
+        id(matrix_form.DELTA_L_CROSS_ENTROPY): matrix_form.delta_L_cross_entropy,
+        id(matrix_form.DELTA_L_SQUARED_ERROR): matrix_form.delta_L_squared_error,
+        id(matrix_form.GRADIENTS): matrix_form.gradients,
+        id(node_delta.NODE_UPDATE): node_delta.node_step,
+    }
     return models.get(id(exercise), exercise.correct)
 CASES = [(f"{ident}:{tag}", exercise, tag) for ident, exercise in EXERCISES
          for tag in exercise.mistakes]

@@ -52,7 +52,7 @@ def _gradient_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 DE_DW = Exercise(
     title=f"dE/dw (eq. 6 of {SEED})",
     chapter=f"{CHAPTER}, section 'Differentiating the error, line by line'",
-    correct=dE_dw,
+    correct=ref.dE_dw,
     mistakes=DE_DW_MISTAKES,
     cases=_gradient_cases,
     hint="write y_hat = A(w x) first, then multiply the three factors of the chain rule: "
@@ -83,7 +83,7 @@ def _update_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 UPDATE = Exercise(
     title="the update w <- w - mu dE/dw",
     chapter=f"{CHAPTER}, section 'From the derivative to the update'",
-    correct=update,
+    correct=ref.update,
     mistakes=UPDATE_MISTAKES,
     cases=_update_cases,
     hint="return the new weight, not the step; the step is mu times your dE_dw, subtracted.",
@@ -120,7 +120,7 @@ TRAIN = Exercise(
     title="the training loop",
     chapter=f"{CHAPTER}, sections 'From the derivative to the update' and "
             "'What this network cannot learn'",
-    correct=train,
+    correct=ref.train,
     mistakes=TRAIN_MISTAKES,
     cases=_train_cases,
     hint="start the list with w0, then apply your update once per step, taking the examples "

@@ -99,6 +99,11 @@ def delta_L_cross_entropy(z_L: np.ndarray, y: np.ndarray) -> np.ndarray:
     return softmax(z_L) - one_hot(y, z_L.shape[0])
 
 
+def package_delta_L_cross_entropy(z_L: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same delta_L from :func:`course_pkg.losses.output_delta`, the reference."""
+    return losses.output_delta("cross_entropy", None, z_L, softmax(z_L), y, np)
+
+
 def _logit_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
     if hidden:
         q = int(rng.integers(2, 8))
@@ -111,7 +116,7 @@ def _logit_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 DELTA_L_CROSS_ENTROPY = Exercise(
     title=f"delta_L for softmax with cross-entropy ({SEED})",
     chapter=section("The output layer: softmax with cross-entropy"),
-    correct=delta_L_cross_entropy,
+    correct=package_delta_L_cross_entropy,
     mistakes={
         "sign flipped": lambda z, y: -delta_L_cross_entropy(z, y),
         "softmax missing": lambda z, y: z - one_hot(y, z.shape[0]),
@@ -131,6 +136,12 @@ def delta_L_squared_error(z_L: np.ndarray, Y: np.ndarray, S: Callable, S_prime: 
     return S_prime(z_L) * 2.0 * (S(z_L) - Y)
 
 
+def package_delta_L_squared_error(z_L: np.ndarray, Y: np.ndarray, S: Callable,
+                                  S_prime: Callable) -> np.ndarray:
+    """The same delta_L from :func:`course_pkg.losses.output_delta`, the reference."""
+    return losses.output_delta("squared_error", lambda z, xp: S_prime(z), z_L, S(z_L), Y, np)
+
+
 def _regression_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
     shapes = [(3, 5), (2, 4)]
     if hidden:
@@ -143,7 +154,7 @@ def _regression_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 DELTA_L_SQUARED_ERROR = Exercise(
     title=f"delta_L for squared-error regression ({SEED})",
     chapter=section("The output layer: multi-output regression"),
-    correct=delta_L_squared_error,
+    correct=package_delta_L_squared_error,
     mistakes={
         "S' missing": lambda z, Y, S, Sp: 2.0 * (S(z) - Y),
         "S' of a instead of z": lambda z, Y, S, Sp: Sp(S(z)) * 2.0 * (S(z) - Y),

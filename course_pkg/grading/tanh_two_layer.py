@@ -154,7 +154,7 @@ def _variant(tag: str) -> Callable[..., tuple]:
 GRADIENTS = Exercise(
     title=f"the backward pass (E, dE/dw1, dE/dw2) (eqs. 5.3-5.12 of {SEED})",
     chapter=GRADIENT,
-    correct=gradients,
+    correct=ref.gradients,
     mistakes={tag: _variant(tag) for tag in (
         "S' missing", "S' of a instead of z", "W instead of W^T", "sign flipped", "wrong layer")},
     cases=_cases("w1", "w2", "x", "y_hat"),
