@@ -97,8 +97,8 @@ def test_cupy_float32_and_training():
     compare_with_numpy("cupy", "relu-softmax-ce", dtype="float32", tol=1e-4)
     X, X_test, y, y_test = cp.load_digits_split()
     net = cp.Network([64, 32, 10], ["relu", "softmax"], "cross_entropy", backend="cupy")
-    cp.train(net, X, y, lr=0.1, epochs=5, batch_size=32, progress=False)
-    assert cp.accuracy(net, X_test, y_test) > 0.9
+    cp.train(net, X, y, lr=0.1, epochs=20, batch_size=16, progress=False)
+    assert cp.accuracy(net, X_test, y_test) >= 0.95  # as on the CPU (tests/test_training.py)
 
 
 def test_cupy_missing_names_the_gpu_extra(monkeypatch):
