@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -151,6 +152,22 @@ class ResourceLinks(HTMLParser):
             self.loaded.extend(("style", u) for u in css_urls(data))
 
 
+class Anchors(HTMLParser):
+    """Collects the ids a page defines and the hrefs of its links."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"])
+
+
 def css_urls(css: str) -> list[str]:
     """The targets of ``url(...)`` and ``@import`` in a piece of CSS."""
     found = re.findall(r"url\(\s*['\"]?([^'\")\s]+)", css)
@@ -226,6 +243,31 @@ def test_math_and_widgets_are_served_by_the_site(site: BuiltSite) -> None:
              if "application/vnd.jupyter.widget-state+json" not in p.read_text()]
     assert plain
     assert not [p for p in plain if "widgets/embed-amd.js" in p.read_text()]
+
+
+def test_internal_links_and_equation_references_resolve(site: BuiltSite) -> None:
+    """Every link inside the site reaches an existing file and, with a #fragment, an id there;
+    equation references ({eq}`label`) are among them."""
+    pages = {}
+    for page in site.html.rglob("*.html"):
+        parser = Anchors()
+        parser.feed(page.read_text(errors="replace"))
+        pages[page.resolve()] = parser
+    broken, equation_links = [], 0
+    for page, parser in pages.items():
+        for href in parser.hrefs:
+            url = urlsplit(href)
+            if url.scheme or href.startswith("//"):
+                continue
+            target = (page.parent / unquote(url.path)).resolve() if url.path else page
+            if not target.exists():
+                broken.append(f"{page.name}: {href}")
+            elif url.fragment and target.suffix == ".html":
+                equation_links += url.fragment.startswith("equation-")
+                if url.fragment not in pages[target].ids:
+                    broken.append(f"{page.name}: {href}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+    assert equation_links > 0, "no equation cross-reference in the whole book"
 
 
 @pytest.mark.parametrize("docname", chapter_files())
