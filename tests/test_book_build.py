@@ -270,6 +270,31 @@ def test_internal_links_and_equation_references_resolve(site: BuiltSite) -> None
     assert equation_links > 0, "no equation cross-reference in the whole book"
 
 
+DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\{(prf:\w+|exercise|solution)\}", re.M)
+
+
+def rendered_marker(directive: str) -> str:
+    """The start of the class attribute sphinx-proof / sphinx-exercise give a directive."""
+    kind = directive.removeprefix("prf:")
+    if kind == "proof":
+        return 'class="proof admonition'
+    if directive.startswith("prf:"):
+        return f'class="proof {kind} admonition'
+    return f'class="{kind}'
+
+
+def test_theorem_proof_algorithm_exercise_directives_render(site: BuiltSite) -> None:
+    """Each {prf:...}, {exercise} and {solution} block of a source becomes its HTML box."""
+    missing = []
+    for docname in toc_files():
+        used = DIRECTIVE.findall(source_of(docname).read_text())
+        page = (site.html / docname).with_suffix(".html").read_text()
+        for directive in set(used):
+            if page.count(rendered_marker(directive)) < used.count(directive):
+                missing.append(f"{docname}: {directive}")
+    assert not missing, "directives not rendered:\n" + "\n".join(missing)
+
+
 @pytest.mark.parametrize("docname", chapter_files())
 def test_every_chapter_downloads_as_a_notebook(site: BuiltSite, docname: str) -> None:
     assert is_notebook(docname), f"{docname} is not a MyST notebook (no kernelspec)"
