@@ -101,6 +101,7 @@ def autograde(
     force: bool = False,
     students: list[str] | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    fork: bool = True,
 ) -> list[Outcome]:
     """Autograde every submission of ``assignment`` (or only ``students``); see the module doc.
 
@@ -112,6 +113,9 @@ def autograde(
         Regrade unchanged submissions too.
     progress
         Called with each :class:`Outcome` as soon as it is recorded.
+    fork
+        Start kernels from a fork server that has imported the heavy modules once
+        (:mod:`course_pkg.grading.forkserver`); False starts each kernel from scratch.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -135,12 +139,12 @@ def autograde(
             raise ValueError(f"another `course autograde {assignment}` is running on "
                              f"{course.root}") from None
         return _autograde(course, assignment, spec, known, manifest, work, limits, workers,
-                          force, progress)
+                          force, progress, fork)
 
 
 def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: list[str],
                manifest: Manifest, work: Path, limits: Limits, workers: int, force: bool,
-               progress: Callable[[Outcome], None] | None) -> list[Outcome]:
+               progress: Callable[[Outcome], None] | None, fork: bool) -> list[Outcome]:
     max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
     salt = hash_json(spec)
     cells = _merged_kernel_cells(spec)
@@ -163,7 +167,7 @@ def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: lis
         _stage(staging, folder, checked.notebooks)
         tasks.put({"student": student, "staging": str(staging), "cells": cells,
                    "hash": digest, "notes": checked.notes})
-    _run_workers(tasks, work, course, assignment, limits, workers, recorder)
+    _run_workers(tasks, work, course, assignment, limits, workers, recorder, fork)
     return [recorder.outcomes[s] for s in known]
 
 
@@ -187,7 +191,8 @@ def _stage(staging: Path, folder: Path, notebooks: dict[str, Any]) -> None:
 
 
 def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
-                 assignment: str, limits: Limits, workers: int, recorder: _Recorder) -> None:
+                 assignment: str, limits: Limits, workers: int, recorder: _Recorder,
+                 fork: bool) -> None:
     count = min(workers, tasks.qsize())
 
     def serve(handle: WorkerHandle) -> None:
@@ -208,7 +213,8 @@ def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
 
     run = work / f"run-{os.getpid()}"
     threads = [threading.Thread(target=serve, args=(WorkerHandle(
-        run / f"worker-{i}", course, assignment, limits),), daemon=True) for i in range(count)]
+        run / f"worker-{i}", course, assignment, limits, fork),), daemon=True)
+        for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -232,8 +238,9 @@ class _Recorder:
     def not_graded(self, student: str, digest: str, reason: str, notes: list[str]) -> None:
         with self.lock:
             forget_submission(self.course.db_url, self.assignment, student)
-            shutil.rmtree(self.course.folder("autograded", self.assignment, student),
-                          ignore_errors=True)
+            for kind in ("autograded", "feedback"):  # nothing stale of an earlier submission
+                shutil.rmtree(self.course.folder(kind, self.assignment, student),
+                              ignore_errors=True)
             self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
                                notes[:MAX_NOTES], hash=digest))
 
@@ -241,8 +248,8 @@ class _Recorder:
         student = task["student"]
         notes = list(task["notes"]) + guard_notes(answer.get("guard", []))
         if not answer.get("success"):
-            reason = answer.get("stopped") or "nbgrader could not grade it: " + _last_line(
-                answer.get("error") or answer.get("log") or "unknown error")
+            reason = answer.get("stopped") or failure_reason(
+                f"{answer.get('log') or ''}\n{answer.get('error') or ''}")
             self.not_graded(student, task["hash"], reason, notes)
             return
         source = Path(answer["autograded"])
@@ -272,9 +279,26 @@ class _Recorder:
             self.progress(outcome)
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "unknown error"
+KNOWN_FAILURES = {
+    "CellTimeoutError": "a cell ignored the interrupt at the time limit per cell, so nbgrader "
+                        "could not finish the notebook",
+    "DeadKernelError": "the kernel died (the CPU-time or memory limit, or a crash), so nbgrader "
+                       "could not finish the notebook",
+}
+EXCEPTION_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)): ?(.*)$")
+
+
+def failure_reason(log: str) -> str:
+    """Why nbgrader failed, in words, from its log: the last exception it reports."""
+    found = [m for m in map(EXCEPTION_LINE.match, ANSI.sub("", log).splitlines())
+             if m and m.group(1) != "NbGraderException"]
+    if not found:
+        return "nbgrader could not grade it (no error message)"
+    name, message = found[-1].group(1), found[-1].group(2).strip()
+    detail = f"{name}: {message}"[:200] if message else name
+    if name in KNOWN_FAILURES:
+        return f"{KNOWN_FAILURES[name]} ({detail})"
+    return f"nbgrader could not grade it: {detail}"
 
 
 def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:

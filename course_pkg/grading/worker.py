@@ -50,8 +50,9 @@ class WorkerHandle:
     """The pipeline's side of one worker process (start, send a task, wait, kill, restart)."""
 
     def __init__(self, root: Path, course: Course, assignment: str,
-                 limits: sandbox.Limits) -> None:
+                 limits: sandbox.Limits, fork: bool = True) -> None:
         self.root, self.course, self.assignment, self.limits = root, course, assignment, limits
+        self.fork = fork
         self.process: subprocess.Popen[bytes] | None = None
         self.reader: int | None = None
         self.buffer = b""
@@ -63,6 +64,8 @@ class WorkerHandle:
         command = [sys.executable, "-m", "course_pkg.grading.worker", "--root", str(self.root),
                    "--course", str(self.course.root), "--assignment", self.assignment,
                    "--limits", json.dumps(self.limits.to_json()), "--result-fd", str(write_fd)]
+        if not self.fork:
+            command.append("--no-fork")
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=log,
                                         pass_fds=(write_fd,), start_new_session=True)
         log.close()
@@ -131,8 +134,15 @@ class WorkerHandle:
 class Worker:
     """The worker process's side: a private course directory and nbgrader's autograde."""
 
-    def __init__(self, root: Path, main: Course, assignment: str, limits: sandbox.Limits) -> None:
+    def __init__(self, root: Path, main: Course, assignment: str, limits: sandbox.Limits,
+                 fork: bool = True) -> None:
         self.root, self.main, self.assignment, self.limits = root, main, assignment, limits
+        self.fork = fork
+        os.environ.update({name: "1" for name in sandbox.THREAD_VARIABLES})
+        if fork:  # before anything starts a thread: the server forks kernels from itself
+            from course_pkg.grading import forkserver
+
+            forkserver.server()
         self.course = Course(root / "course")
         self._build_course()
         # Kernel connection files live here, not in the per-submission HOME that is deleted.
@@ -165,6 +175,15 @@ class Worker:
         config.Execute.timeout = self.limits.cell_timeout
         config.LimitOutput.max_lines = self.limits.max_output_lines
         config.OverwriteCells.add_missing_cells = True
+        if self.fork:
+            from nbgrader.converters import Autograde
+            from nbgrader.preprocessors import Execute
+
+            from course_pkg.grading.forkserver import ForkExecute
+
+            config.Autograde.autograde_preprocessors = [
+                ForkExecute if p is Execute else p
+                for p in Autograde.class_traits()["autograde_preprocessors"].default()]
         coursedir = CourseDirectory(config=config)
         return NbGraderAPI(coursedir=coursedir, config=config)
 
@@ -218,10 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", required=True)
     parser.add_argument("--limits", required=True)
     parser.add_argument("--result-fd", type=int, required=True)
+    parser.add_argument("--no-fork", action="store_true", help="start kernels with Popen")
     args = parser.parse_args(argv)
+    # `python -m` put the launching folder (often the course directory) first on sys.path;
+    # kernels forked from this process would inherit it.
+    if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
+        sys.path.pop(0)
+    args.root.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.root)
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
     limits = sandbox.Limits(**json.loads(args.limits))
-    worker = Worker(args.root, Course(args.course), args.assignment, limits)
+    worker = Worker(args.root, Course(args.course), args.assignment, limits,
+                    fork=not args.no_fork)
     with os.fdopen(args.result_fd, "w", buffering=1) as results:
         for line in sys.stdin:
             task = json.loads(line)
@@ -231,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                 answer = {"student": task.get("student"), "success": False,
                           "error": traceback.format_exc()[-2000:], "guard": []}
             results.write(json.dumps(answer) + "\n")
+    if worker.fork:  # wait for the fork server, so that the kernels' CPU time is accounted
+        from course_pkg.grading import forkserver
+
+        forkserver.server().close()
     return 0
 
 
