@@ -206,7 +206,7 @@ def blas_threads() -> int:
     return max(counts) if counts else 1
 
 
-def machine_info(threads: int) -> list[str]:
+def machine_info(threads: int | None) -> list[str]:
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -222,9 +222,10 @@ def machine_info(threads: int) -> list[str]:
         f"load average {os.getloadavg()[0]:.2f} at start (the machine is shared)",
         f"- Python {platform.python_version()}, NumPy {np.__version__}, "
         f"course_pkg {cp.__version__}",
-        f"- threads: {threads} for every library (BLAS via threadpoolctl, "
-        f"torch.set_num_threads({threads}))",
     ]
+    if threads is not None:
+        lines.append(f"- threads: {threads} for every library (BLAS via threadpoolctl, "
+                     f"torch.set_num_threads({threads}))")
     return lines
 
 
@@ -387,7 +388,7 @@ def run_gpu(quick: bool) -> str:
     def sync():
         cupy.cuda.Device().synchronize()
 
-    info = machine_info(blas_threads())
+    info = machine_info(None)
     rows = []
     for case in cases:
         X, y = make_batch(case)
