@@ -193,6 +193,15 @@ def test_the_book_builds_without_warnings(site: BuiltSite) -> None:
     print(f"clean build of the book: {site.seconds:.1f} s")
 
 
+def test_the_warning_filter_sees_sphinx_warnings_only() -> None:
+    log = ("\x1b[91m/work/book/a.md:3: WARNING: undefined label: 'x'\x1b[39;49;00m\n"
+           "WARNING: unknown config value 'y' in override, ignoring\n"
+           "/work/book/b.md: ERROR: Unknown directive type\n"
+           "[IPKernelApp] WARNING | Kernel is running over TCP without encryption.\n"
+           "build succeeded.\n")
+    assert len(build_warnings(log)) == 3
+
+
 def test_every_toc_document_has_a_page(site: BuiltSite) -> None:
     missing = [d for d in toc_files() if not (site.html / d).with_suffix(".html").is_file()]
     assert not missing, f"no HTML page for {missing}"
