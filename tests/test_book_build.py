@@ -175,6 +175,10 @@ def css_urls(css: str) -> list[str]:
     return found
 
 
+CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com", "fonts.googleapis.com")
+"""Not even named in a page: the CDN URLs of myst-nb, Sphinx and sphinx-thebe are replaced."""
+
+
 def is_external(url: str) -> bool:
     return bool(re.match(r"^(?:https?:)?//", url.strip(), re.I))
 
@@ -213,10 +217,13 @@ def test_no_page_loads_anything_from_the_network(site: BuiltSite) -> None:
     pages = sorted(site.html.rglob("*.html"))
     assert pages
     for page in pages:
+        text = page.read_text(errors="replace")
         parser = ResourceLinks()
-        parser.feed(page.read_text(errors="replace"))
+        parser.feed(text)
         offenders += [f"{page.relative_to(site.html)}: <{tag}> {url}"
                       for tag, url in parser.loaded if is_external(url)]
+        offenders += [f"{page.relative_to(site.html)}: mentions {host}"
+                      for host in CDN_HOSTS if host in text]
     for sheet in (site.html / "_static").rglob("*.css"):
         offenders += [f"{sheet.relative_to(site.html)}: {url}"
                       for url in css_urls(sheet.read_text(errors="replace")) if is_external(url)]

@@ -1,15 +1,21 @@
-"""A Sphinx extension of the course's book: keep each page's scripts free of duplicates.
+"""A Sphinx extension of the course's book: each page's scripts, once, and none from a CDN.
 
-sphinx-thebe (added by Jupyter Book 1) registers its inline configuration script, which
-declares ``const THEBE_JS_URL``, once per read phase; on a fresh build the page receives it
-twice and the browser reports "Identifier 'THEBE_JS_URL' has already been declared".
-``tests/test_browser.py`` fails on such console errors, so every page keeps one copy of each
-script.
+- sphinx-thebe (added by Jupyter Book 1) registers its inline configuration script, which
+  declares ``const THEBE_JS_URL``, once per read phase; on a fresh build the page receives it
+  twice and the browser reports "Identifier 'THEBE_JS_URL' has already been declared". Every
+  page keeps one copy of each script.
+- With live code (thebe) switched off in ``_config.yml`` (``launch_buttons.thebe: false``), the
+  thebe loader and its configuration, which names the thebe bundle on unpkg.com, serve no
+  purpose: they are left out, so that no page refers to a CDN at all.
+
+``tests/test_book_build.py`` and ``tests/test_browser.py`` check both.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+THEBE_FILES = ("sphinx-thebe.js", "sphinx-thebe.css")
 
 
 def _script_key(script: Any) -> tuple:
@@ -18,22 +24,34 @@ def _script_key(script: Any) -> tuple:
     return (str(filename), tuple(sorted(attributes.items())))
 
 
-def drop_duplicate_scripts(app: Any, pagename: str, templatename: str,
-                           context: dict[str, Any], doctree: Any) -> None:
-    """Keep the first of identical ``<script>`` entries (same file, same inline body)."""
-    scripts = context.get("script_files")
-    if not scripts:
-        return
-    seen: set[tuple] = set()
-    unique = []
-    for script in scripts:
-        key = _script_key(script)
-        if key not in seen:
-            seen.add(key)
-            unique.append(script)
-    context["script_files"] = unique
+def _is_thebe(asset: Any) -> bool:
+    filename = str(getattr(asset, "filename", asset) or "")
+    body = str((getattr(asset, "attributes", {}) or {}).get("body", ""))
+    return filename.endswith(THEBE_FILES) or "THEBE_JS_URL" in body
+
+
+def thebe_enabled(app: Any) -> bool:
+    options = app.config.html_theme_options or {}
+    return bool((options.get("launch_buttons") or {}).get("thebe"))
+
+
+def tidy_page_assets(app: Any, pagename: str, templatename: str,
+                     context: dict[str, Any], doctree: Any) -> None:
+    """Keep the first of identical ``<script>`` entries; drop thebe's when it is off."""
+    drop_thebe = not thebe_enabled(app)
+    if context.get("script_files"):
+        seen: set[tuple] = set()
+        unique = []
+        for script in context["script_files"]:
+            key = _script_key(script)
+            if key not in seen and not (drop_thebe and _is_thebe(script)):
+                seen.add(key)
+                unique.append(script)
+        context["script_files"] = unique
+    if drop_thebe and context.get("css_files"):
+        context["css_files"] = [css for css in context["css_files"] if not _is_thebe(css)]
 
 
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    app.connect("html-page-context", tidy_page_assets, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
