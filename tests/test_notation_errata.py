@@ -204,6 +204,15 @@ def test_C002_theorem_against_finite_differences() -> None:
         assert cp.gradient_check(net, RNG.normal(size=(6, 3)), Y) < 1e-6
 
 
+def test_C002_parameter_count() -> None:
+    """dim(theta) = sum_l (p_{l-1} p_l + p_l)."""
+    sizes = [5, 7, 3, 2]
+    net = cp.Network(sizes, seed=0)
+    counted = sum(w.size for w in net.weights) + sum(b.size for b in net.biases)
+    formula = sum(sizes[l - 1] * sizes[l] + sizes[l] for l in range(1, len(sizes)))
+    assert counted == formula == net.num_parameters == 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
+
+
 # --- 003_00675a7c1b711b2c.txt: node notation, Delta = -dE/d(in) ---------------------------
 
 def _node_net():
