@@ -357,21 +357,25 @@ def test_a_crash_mid_batch_loses_nothing(graded):
 
 
 @pytest.mark.grading
-def test_a_submission_that_swallows_interrupts_is_stopped_alone(graded):
+def test_a_cell_that_swallows_interrupts_costs_only_the_tests_after_it(graded):
     course = graded["course"]
     solution = nbformat.read(course / "source/ps1/ps1.ipynb", as_version=4)
-    write(course, "stubborn", append_cell(
-        solution, "while True:\n    try:\n        while True:\n            pass\n"
-                  "    except BaseException:\n        pass"))
+    train = next(c.source for c in solution.cells if grade_id(c) == "train")
+    write(course, "stubborn", replace_cell(solution, "train", train + (
+        "\nwhile True:\n    try:\n        while True:\n            pass\n"
+        "    except BaseException:\n        pass")))
     write(course, "neighbour", solution)
     run = course_cli(course, "autograde", "ps1", "--student", "stubborn", "--student",
-                     "neighbour", "--cell-timeout", "2", "--wall-seconds", "12")
-    line = report_block(run.stdout, "stubborn")
-    assert line.startswith("stubborn: not graded: ") and (
-        "ignored the interrupt" in line or "wall-clock limit of 12 s" in line), line
+                     "neighbour", "--cell-timeout", "2", "--wall-seconds", "60")
+    block = report_block(run.stdout, "stubborn")
+    full = graded["expected"]["solution"]["score"]
     scores = gradebook_scores(course)
-    assert scores["neighbour"] == graded["expected"]["solution"]["score"]
-    assert "stubborn" not in scores
+    assert scores["neighbour"] == full
+    assert "ignored the interrupt: the cells after it were not run" in block, block
+    assert "test_train failed: not run" in block, block
+    without_train = next(want["score"] for student, want in graded["expected"].items()
+                         if student.startswith("mistake_train_"))
+    assert scores["stubborn"] == without_train  # only test_train could not run
 
 # -- the parts, without nbgrader (fast) -------------------------------------------------------
 TINY_SPEC = {"tiny": {"order": ["setup", "answer", "test_answer"], "cells": {

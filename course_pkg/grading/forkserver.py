@@ -24,7 +24,8 @@ import time
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from nbgrader.preprocessors import Execute
+
+from course_pkg.grading.execute import GradingExecute
 
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "numpy", "course_pkg",
            "sklearn.datasets", "sklearn.model_selection")
@@ -195,8 +196,8 @@ class ForkKernelManager(AsyncKernelManager):
         self._reconcile_connection_info(provisioner.connection_info)
 
 
-class ForkExecute(Execute):
-    """nbgrader's ``Execute``, starting kernels from the fork server."""
+class ForkExecute(GradingExecute):
+    """nbgrader's ``Execute`` (as :class:`GradingExecute`), starting kernels from the server."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["kernel_manager_class"] = ForkKernelManager

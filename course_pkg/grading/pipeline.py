@@ -318,8 +318,11 @@ def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[
                 continue
             error = errors[-1]
             label = meta.get("grade_id") or f"cell #{index + 1}"
-            if error.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
+            if error.get("ename") == "KeyboardInterrupt":
                 notes.append(f"{path.stem}: {label} was stopped at the time limit per cell")
+            elif error.get("ename") == "CellTimeoutError":
+                notes.append(f"{path.stem}: {label} was stopped at the time limit per cell and "
+                             "ignored the interrupt: the cells after it were not run")
             elif error.get("ename") == "MemoryError":
                 notes.append(f"{path.stem}: {label} ran out of memory (limit per kernel)")
             if meta.get("grade") and not meta.get("solution"):

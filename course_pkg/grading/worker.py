@@ -175,15 +175,16 @@ class Worker:
         config.Execute.timeout = self.limits.cell_timeout
         config.LimitOutput.max_lines = self.limits.max_output_lines
         config.OverwriteCells.add_missing_cells = True
-        if self.fork:
-            from nbgrader.converters import Autograde
-            from nbgrader.preprocessors import Execute
+        from nbgrader.converters import Autograde
+        from nbgrader.preprocessors import Execute
 
-            from course_pkg.grading.forkserver import ForkExecute
+        from course_pkg.grading.execute import GradingExecute
+        from course_pkg.grading.forkserver import ForkExecute
 
-            config.Autograde.autograde_preprocessors = [
-                ForkExecute if p is Execute else p
-                for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+        executor = ForkExecute if self.fork else GradingExecute
+        config.Autograde.autograde_preprocessors = [
+            executor if p is Execute else p
+            for p in Autograde.class_traits()["autograde_preprocessors"].default()]
         coursedir = CourseDirectory(config=config)
         return NbGraderAPI(coursedir=coursedir, config=config)
 
