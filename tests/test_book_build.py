@@ -318,6 +318,8 @@ def test_every_chapter_downloads_as_a_notebook(site: BuiltSite, docname: str) ->
     assert ipynb.is_file(), f"no downloadable {ipynb.name} in the built site"
     notebook = json.loads(ipynb.read_text())
     assert notebook["nbformat"] == 4 and notebook["cells"]
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert not code or any(cell["outputs"] for cell in code), "the download is not executed"
     page = (site.html / docname).with_suffix(".html").read_text()
     assert f"_sources/{docname}.ipynb" in page, "no download link to the .ipynb"
     for name in ("mybinder.org", "colab.research.google.com"):
