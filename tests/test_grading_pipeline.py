@@ -564,3 +564,40 @@ def test_kernel_guard_restores_refuses_and_caps(tmp_path):
     assert any(e == "blocked" and "gradebook.db" in w for e, w in what)
     assert any(e == "blocked" and w.startswith("os.system") for e, w in what)
     assert any(e == "capped" for e, _ in what)
+
+
+class FakeWorker:
+    """A WorkerHandle whose worker is a one-line Python program."""
+
+    def __init__(self, tmp_path: Path, program: str, wall_seconds: int = 1):
+        from course_pkg.grading.sandbox import Limits
+        from course_pkg.grading.worker import WorkerHandle
+
+        self.handle = WorkerHandle(tmp_path / "w", Course(tmp_path), "ps1",
+                                   Limits(wall_seconds=wall_seconds))
+        self.handle.startup_seconds = 0.0
+        self.handle.command = lambda fd: [sys.executable, "-c", program.format(fd=fd)]
+
+
+def test_a_worker_past_its_wall_clock_limit_is_killed(tmp_path):
+    from course_pkg.grading.worker import WorkerError
+
+    fake = FakeWorker(tmp_path, "import time; time.sleep(60)")
+    started = time.monotonic()
+    with pytest.raises(WorkerError, match="wall-clock limit of 1 s"):
+        fake.handle.grade({"student": "x"})
+    assert time.monotonic() - started < 10
+    assert fake.handle.process is None  # killed, and started afresh for the next task
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(tmp_path):
+    from course_pkg.grading.worker import WorkerError
+
+    fake = FakeWorker(tmp_path, "import sys; sys.exit(3)", wall_seconds=20)
+    with pytest.raises(WorkerError, match="died"):
+        fake.handle.grade({"student": "x"})
+    echo = ("import os, sys\nfor line in sys.stdin:\n"
+            "    os.write({fd}, line.upper().encode())")
+    fake.handle.command = lambda fd: [sys.executable, "-c", echo.format(fd=fd)]
+    assert fake.handle.grade({"student": "y"}) == {"STUDENT": "Y"}
+    fake.handle.stop()

@@ -56,18 +56,22 @@ class WorkerHandle:
         self.process: subprocess.Popen[bytes] | None = None
         self.reader: int | None = None
         self.buffer = b""
+        self.startup_seconds = STARTUP_SECONDS
+
+    def command(self, result_fd: int) -> list[str]:
+        """The worker's command line; it answers on the pipe ``result_fd``."""
+        command = [sys.executable, "-m", "course_pkg.grading.worker", "--root", str(self.root),
+                   "--course", str(self.course.root), "--assignment", self.assignment,
+                   "--limits", json.dumps(self.limits.to_json()), "--result-fd", str(result_fd)]
+        return command if self.fork else [*command, "--no-fork"]
 
     def start(self) -> None:
         read_fd, write_fd = os.pipe()
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
-        command = [sys.executable, "-m", "course_pkg.grading.worker", "--root", str(self.root),
-                   "--course", str(self.course.root), "--assignment", self.assignment,
-                   "--limits", json.dumps(self.limits.to_json()), "--result-fd", str(write_fd)]
-        if not self.fork:
-            command.append("--no-fork")
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                        pass_fds=(write_fd,), start_new_session=True)
+        self.process = subprocess.Popen(self.command(write_fd), stdin=subprocess.PIPE,
+                                        stdout=log, stderr=log, pass_fds=(write_fd,),
+                                        start_new_session=True)
         log.close()
         os.close(write_fd)
         self.reader, self.buffer = read_fd, b""
@@ -77,7 +81,7 @@ class WorkerHandle:
         allowance = 0.0
         if self.process is None or self.process.poll() is not None:
             self.start()
-            allowance = STARTUP_SECONDS
+            allowance = self.startup_seconds
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write((json.dumps(task) + "\n").encode())
         self.process.stdin.flush()
