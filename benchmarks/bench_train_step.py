@@ -332,7 +332,7 @@ def run_cpu(quick: bool, threads: int | None = None, clock: str = "wall") -> str
         "`PyTorch/course` and `sklearn/course` divide their median by course_pkg's (> 1: slower",
         "than course_pkg); `course/GEMM` divides course_pkg's median by the GEMM floor's (the",
         "floor = only the 2L - 1 matrix products of the step, in NumPy). `page faults/step` are",
-        "course_pkg's minor page faults per step (the GEMM floor has none).",
+        "course_pkg's minor page faults per step.",
         "",
         "## Default process (glibc malloc as it comes)",
         "",
