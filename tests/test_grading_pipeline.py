@@ -533,6 +533,10 @@ cells = [
     "open('mine.txt', 'w').write('ok')",
     "import os\ntry:\n    os.system('true')\nexcept PermissionError:\n    print('refused process')",
     "print('y' * 1000)",
+    "import _posixsubprocess, sys\ntry:\n    _posixsubprocess.fork_exec()\n"
+    "except PermissionError:\n    print('refused fork_exec')",
+    "sys.modules.pop('_ctypes', None)\ntry:\n    import _ctypes\n"
+    "except PermissionError:\n    print('refused import')",
 ]
 for source in cells:
     result = shell.run_cell(source)
@@ -554,6 +558,7 @@ def test_kernel_guard_restores_refuses_and_caps(tmp_path):
     cells = [line.split()[1] for line in out.splitlines() if line.startswith("CELL")]
     assert cells[2:4] == ["True", "True"], out  # numpy.sum and sqrt put back before cell 4
     assert "refused read" in out and "refused write" in out and "refused process" in out
+    assert "refused fork_exec" in out and "refused import" in out
     assert (own / "mine.txt").read_text() == "ok"
     assert "output capped at 100 characters" in out and "y" * 101 not in out
     events = [json.loads(line) for line in log.read_text().splitlines()]

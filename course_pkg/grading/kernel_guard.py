@@ -47,7 +47,11 @@ MUTATING_EVENTS = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", 
                    "os.utime", "shutil.rmtree", "os.rename", "os.link", "os.symlink",
                    "shutil.copyfile", "shutil.move"}
 REFUSED_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                  "os.fork", "os.forkpty", "pty.spawn", "ctypes.dlopen", "os.kill", "os.killpg"}
+                  "os.fork", "os.forkpty", "pty.spawn", "os.kill", "os.killpg",
+                  "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function"}
+REFUSED_IMPORTS = {"_posixsubprocess", "_ctypes", "ctypes", "cffi", "_cffi_backend"}
+"""Modules that reach C without an audit event of their own: a fresh import is refused, and
+the already loaded ``_posixsubprocess.fork_exec`` is replaced (see :func:`install`)."""
 
 
 class _Guard:
@@ -101,6 +105,9 @@ class _Guard:
             for i in PATH_EVENTS[event]:
                 if i < len(args):
                     self.check_path(event, args[i], event in MUTATING_EVENTS)
+        elif event == "import" and args and str(args[0]).split(".")[0] in REFUSED_IMPORTS:
+            self.record("blocked", f"import {args[0]} (a way around the sandbox)")
+            raise PermissionError(f"grading sandbox: importing {args[0]} is not allowed")
         elif event in REFUSED_EVENTS or event.startswith("os.exec"):
             self.record("blocked", f"{event} (starting processes or loading C libraries)")
             raise PermissionError(f"grading sandbox: {event} is not allowed")
@@ -108,7 +115,8 @@ class _Guard:
     # -- snapshots and restoration -----------------------------------------------------------
     def snapshot_modules(self) -> None:
         for name, module in list(sys.modules.items()):
-            if module is None or name in self.modules or not name.startswith(PROTECTED_PREFIXES):
+            if module is None or name in self.modules or not (
+                    name.startswith(PROTECTED_PREFIXES) or name in PROTECTED_EXTRA):
                 continue
             if name.startswith("course_pkg.grading.pipeline"):
                 continue
@@ -276,6 +284,26 @@ def _bound_names(source: str) -> list[str]:
     return names
 
 
+def _refused(*args: Any, **kwargs: Any) -> Any:
+    raise PermissionError("grading sandbox: starting processes is not allowed")
+
+
+def _disable_fork_exec() -> None:
+    """``_posixsubprocess.fork_exec`` starts a process with no audit event: replace it.
+
+    The module is protected like NumPy, so the replacement is put back before every cell.
+    """
+    import subprocess  # noqa: F401 - loads _posixsubprocess now, while imports are allowed
+
+    module = sys.modules.get("_posixsubprocess")
+    if module is not None:
+        module.fork_exec = _refused
+    PROTECTED_EXTRA.add("_posixsubprocess")
+
+
+PROTECTED_EXTRA: set[str] = set()
+
+
 def set_limits(memory_bytes: int, cpu_seconds: int, file_bytes: int) -> None:
     """Cap this process (soft = hard, so they cannot be raised again)."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails instead of killing
@@ -296,6 +324,7 @@ def install(config_path: str | None = None) -> None:
         except Exception:  # noqa: BLE001 - a missing optional module is not an error here
             continue
     guard = _Guard(config)
+    _disable_fork_exec()
     guard.snapshot_modules()
     shell = _shell()
     if shell is not None:

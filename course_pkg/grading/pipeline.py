@@ -261,6 +261,10 @@ class _Recorder:
                     record["grades"][cell]["auto_score"] = 0.0
                     mistakes.setdefault(cell, "patched the tests")
                     feedback.setdefault(cell, "the code under test changed what the test uses")
+        manual = sorted(cell for record in grades["notebooks"].values()
+                        for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
+        if manual:
+            notes.append(f"to grade by hand in the formgrader: {', '.join(manual)}")
         with self.lock:
             score = write_submission(self.course.db_url, self.assignment, student, grades)
             target = self.course.folder("autograded", self.assignment, student)
