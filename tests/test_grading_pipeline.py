@@ -377,6 +377,32 @@ def test_a_cell_that_swallows_interrupts_costs_only_the_tests_after_it(graded):
                          if student.startswith("mistake_train_"))
     assert scores["stubborn"] == without_train  # only test_train could not run
 
+
+@pytest.mark.grading
+def test_every_other_assignment_grades_its_solution_fully_and_its_stub_zero(graded):
+    """The sandbox refuses nothing that a correct solution of any assignment needs."""
+    from course_pkg.grading.preflight import assignment_spec
+
+    course = graded["course"]
+    others = sorted(p.name for p in (course / "source").iterdir() if p.name != "ps1")
+    assert others, "only ps1 exists"
+    for assignment in others:
+        for student, folder in (("solution", "source"), ("stub", "release")):
+            target = course / "submitted" / student / assignment
+            target.mkdir(parents=True)
+            for notebook in (course / folder / assignment).glob("*.ipynb"):
+                shutil.copy(notebook, target / notebook.name)
+        run = course_cli(course, "autograde", assignment, "--student", "solution",
+                         "--student", "stub")
+        spec = assignment_spec(f"sqlite:///{course / 'gradebook.db'}", assignment)
+        automatic = sum(c["points"] for nb in spec.values() for c in nb["cells"].values()
+                        if c["grade"] and c["cell_type"] == "code")
+        recorded = {o.student: o for o in outcomes(Course(course), assignment)}
+        assert recorded["solution"].score == automatic, run.stdout
+        assert not recorded["solution"].mistakes, run.stdout
+        assert recorded["stub"].score == 0.0, run.stdout
+        assert set(recorded["stub"].mistakes.values()) == {"not implemented"}, run.stdout
+
 # -- the parts, without nbgrader (fast) -------------------------------------------------------
 TINY_SPEC = {"tiny": {"order": ["setup", "answer", "test_answer"], "cells": {
     "setup": {"source": "from math import sqrt", "released": "from math import sqrt",
