@@ -148,7 +148,7 @@ class StaticExplorer:
         self.frames: dict[str, str] = {}
         names = list(self.grids)
         for index in itertools.product(*(range(len(v)) for v in self.grids.values())):
-            values = {name: self.grids[name][i] for name, i in zip(names, index)}
+            values = {name: self.grids[name][i] for name, i in zip(names, index, strict=True)}
             fig = draw(**values)
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
