@@ -193,9 +193,9 @@ def main() -> int:
         "",
         f"Load average (1/5/15 min) before the baseline, between, and after the pipeline: "
         f"{', '.join(loads)} (the machine is shared; wall times grow with the load, CPU "
-        f"times much less). On {args.workers} idle cores the pipeline needs at least "
-        f"{our_cpu / args.workers:.0f} s of wall time for this class (its CPU time divided by "
-        f"the cores).",
+        f"times much less). On {os.cpu_count()} idle cores the pipeline needs at least "
+        f"{our_cpu / (os.cpu_count() or 1):.0f} s of wall time for this class (its CPU time "
+        f"divided by the cores).",
         "",
         f"Speed-up: {per_nb * args.students / our_seconds:.2f}x. The pipeline graded "
         f"{graded} of {args.students}; nbgrader exited with status {nb_run.returncode}. "
