@@ -33,7 +33,7 @@ def identity_prime(z: Array, xp: ModuleType) -> Array:
 def sigmoid(z: Array, xp: ModuleType) -> Array:
     """The logistic function S(z) = 1 / (1 + e^{-z}).
 
-    Written with e = exp(-|z|), which never overflows (exp(-z) would for z < -709 in float64):
+    Written with ``e = exp(-|z|)``, which never overflows (exp(-z) would for z < -709 in float64):
     S(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0, both accurate to the last digits
     even where S(z) is tiny.
     """
@@ -44,7 +44,7 @@ def sigmoid(z: Array, xp: ModuleType) -> Array:
 def sigmoid_prime(z: Array, xp: ModuleType) -> Array:
     """S'(z) = S(z) (1 - S(z)), eq. (6) of ``000_4a3fe56ce2bc8b6e.txt``.
 
-    With e = exp(-|z|) this is e / (1 + e)^2 for either sign of z, which keeps its relative
+    With ``e = exp(-|z|)`` this is e / (1 + e)^2 for either sign of z, which keeps its relative
     accuracy deep in the saturated tails (S(1 - S) would lose it to cancellation).
     """
     e = xp.exp(-xp.abs(z))

@@ -27,8 +27,9 @@ BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
 
-# Sphinx warnings, as "path:line: WARNING: ..." or a bare "WARNING: ..." (colour codes aside).
-SPHINX_WARNING = re.compile(r"^(?:\x1b\[[0-9;]*m)*(?:\S+: )?(?:WARNING|ERROR|CRITICAL): ", re.M)
+# Sphinx warnings, as "<where>: WARNING: ..." or a bare "WARNING: ..." (colour codes aside);
+# <where> may contain spaces ("path:docstring of course_pkg.f:3").
+SPHINX_WARNING = re.compile(r"^(?:\x1b\[[0-9;]*m)*(?:.*?: )?(?:WARNING|ERROR|CRITICAL): ", re.M)
 
 
 @dataclass(frozen=True)
@@ -201,9 +202,10 @@ def test_the_warning_filter_sees_sphinx_warnings_only() -> None:
     log = ("\x1b[91m/work/book/a.md:3: WARNING: undefined label: 'x'\x1b[39;49;00m\n"
            "WARNING: unknown config value 'y' in override, ignoring\n"
            "/work/book/b.md: ERROR: Unknown directive type\n"
+           "/work/x.py:docstring of course_pkg.f:3: ERROR: Undefined substitution referenced\n"
            "[IPKernelApp] WARNING | Kernel is running over TCP without encryption.\n"
            "build succeeded.\n")
-    assert len(build_warnings(log)) == 3
+    assert len(build_warnings(log)) == 4
 
 
 def test_every_toc_document_has_a_page(site: BuiltSite) -> None:
