@@ -10,13 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from course_pkg.widgets import cost, figure_data
-
-
-def _changed(before, after) -> bool:
-    return len(before) != len(after) or any(
-        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
-    )
+from course_pkg.widgets import cost, data_changed, figure_data
 
 
 def test_cost_explorer_live_redraws_for_width_and_depth():
@@ -27,7 +21,7 @@ def test_cost_explorer_live_redraws_for_width_and_depth():
         before = figure_data(ex.figure)
         ex.controls[name].value = value
         assert ex.values[name] == value
-        assert _changed(before, figure_data(ex.figure)), name
+        assert data_changed(before, figure_data(ex.figure)), name
     plt.close("all")
 
 

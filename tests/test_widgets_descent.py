@@ -10,13 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from course_pkg.widgets import descent, figure_data
-
-
-def _changed(before, after) -> bool:
-    return len(before) != len(after) or any(
-        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
-    )
+from course_pkg.widgets import data_changed, descent, figure_data
 
 
 def test_gradient_explorer_live_redraws_for_x_and_y():
@@ -27,7 +21,7 @@ def test_gradient_explorer_live_redraws_for_x_and_y():
         before = figure_data(ex.figure)
         ex.controls[name].value = value
         assert ex.values[name] == value
-        assert _changed(before, figure_data(ex.figure)), name
+        assert data_changed(before, figure_data(ex.figure)), name
 
 
 def test_gradient_explorer_arrow_is_the_gradient():
@@ -56,7 +50,7 @@ def test_step_size_explorer_live_redraws():
     assert list(ex.controls) == ["eta"]
     before = figure_data(ex.figure)
     ex.controls["eta"].value = descent.ETAS[-1]
-    assert _changed(before, figure_data(ex.figure))
+    assert data_changed(before, figure_data(ex.figure))
 
 
 def test_step_size_explorer_static_frames_and_path():

@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 
 from course_pkg import node_delta
-from course_pkg.widgets import figure_data, node_graph
-
-
-def _changed(before, after) -> bool:
-    return len(before) != len(after) or any(
-        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
-    )
+from course_pkg.widgets import data_changed, figure_data, node_graph
 
 
 def test_delta_explorer_live_redraws_for_epoch_and_example():
@@ -28,7 +22,7 @@ def test_delta_explorer_live_redraws_for_epoch_and_example():
         before = figure_data(ex.figure)
         ex.controls[name].value = value
         assert ex.values[name] == value
-        assert _changed(before, figure_data(ex.figure)), name
+        assert data_changed(before, figure_data(ex.figure)), name
     plt.close("all")
 
 

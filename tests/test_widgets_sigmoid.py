@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from course_pkg import identity_sigmoid as isg
-from course_pkg.widgets import figure_data
+from course_pkg.widgets import data_changed, figure_data
 from course_pkg.widgets import sigmoid as sg
-
-
-def _changed(before, after) -> bool:
-    return len(before) != len(after) or any(
-        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
-    )
 
 
 def test_training_explorer_live_redraws_for_mu_and_w0():
@@ -29,7 +23,7 @@ def test_training_explorer_live_redraws_for_mu_and_w0():
         before = figure_data(ex.figure)
         ex.controls[name].value = value
         assert ex.values[name] == value
-        assert _changed(before, figure_data(ex.figure)), name
+        assert data_changed(before, figure_data(ex.figure)), name
 
 
 def test_training_explorer_static_frames():

@@ -62,6 +62,13 @@ def figure_data(fig: Any) -> list[np.ndarray]:
     return data
 
 
+def data_changed(before: list[np.ndarray], after: list[np.ndarray]) -> bool:
+    """Whether two :func:`figure_data` snapshots differ (in count, shape or values)."""
+    return len(before) != len(after) or any(
+        a.shape != b.shape or not np.allclose(a, b) for a, b in zip(before, after, strict=False)
+    )
+
+
 class Explorer:
     """A live figure with one slider per control (ipywidgets); display it in a notebook.
 
