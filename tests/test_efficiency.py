@@ -25,6 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = [[64, 32, 10], [3, 5, 4, 2], [784, 100, 10], [7, 1], [2, 9, 9, 9, 3]]
 
 
+@pytest.fixture
+def loss_calls(monkeypatch) -> list[int]:
+    """A list that grows by one at every call of Network.loss (patched for this test)."""
+    calls: list[int] = []
+    original = cp.Network.loss
+
+    def counting_loss(self, X, Y):
+        calls.append(1)
+        return original(self, X, Y)
+
+    monkeypatch.setattr(cp.Network, "loss", counting_loss)
+    return calls
+
+
 class Counted(np.ndarray):
     """An ndarray that adds the multiply-adds of every matrix product to a shared counter."""
 
@@ -99,16 +113,9 @@ def test_chapter_digits_numbers_and_first_layer_exercise():
     assert (F.sum(), B.sum()) == (79_400, 80_400)
 
 
-def test_finite_differences_run_2P_forward_passes(monkeypatch):
+def test_finite_differences_run_2P_forward_passes(loss_calls, monkeypatch):
     """(eff-fd): order-2 finite differences evaluate the loss exactly 2P times (order 4: 4P)."""
-    calls = []
-    original = cp.Network.loss
-
-    def counting_loss(self, X, Y):
-        calls.append(1)
-        return original(self, X, Y)
-
-    monkeypatch.setattr(cp.Network, "loss", counting_loss)
+    calls = loss_calls
     rng = np.random.default_rng(0)
     net = cp.Network([3, 4, 2], activations=["tanh", "identity"])
     X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
@@ -269,7 +276,7 @@ def test_committed_gpu_table_when_present_is_complete():
         assert info.get(key), key
 
 
-def test_exercise_forward_differences_cost_P_plus_1_passes(monkeypatch):
+def test_exercise_forward_differences_cost_P_plus_1_passes(loss_calls):
     """Exercise eff-ex-forward-diff: one-sided differences need P + 1 loss evaluations, and
     their error is of order h (against back-propagation)."""
     rng = np.random.default_rng(3)
@@ -277,14 +284,7 @@ def test_exercise_forward_differences_cost_P_plus_1_passes(monkeypatch):
     X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
     _, dW, db = net.loss_and_gradients(X, Y)
     exact = np.concatenate([g.ravel() for g in [*dW, *db]])
-    calls = []
-    original = cp.Network.loss
-
-    def counting_loss(self, X, Y):
-        calls.append(1)
-        return original(self, X, Y)
-
-    monkeypatch.setattr(cp.Network, "loss", counting_loss)
+    calls = loss_calls
     errors = {}
     for h in (1e-3, 1e-4):
         calls.clear()

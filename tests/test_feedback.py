@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 
+from course_pkg.gradcheck import central_differences
 from course_pkg.grading import feedback
 from course_pkg.grading.feedback import MISTAKES, Exercise, Feedback, diagnose
 
@@ -379,27 +380,14 @@ def test_structured_results_are_named_after_the_exercise():
 
 
 # -- the checks' own references agree with finite differences and with course_pkg -------------
-def central(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar function f at every entry of x."""
-    x = np.array(x, dtype=float)
-    grad = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        saved = x[idx]
-        x[idx] = saved + h
-        up = f(x)
-        x[idx] = saved - h
-        down = f(x)
-        x[idx] = saved
-        grad[idx] = (up - down) / (2 * h)
-    return grad
-
 
 def test_ps1_reference_is_the_derivative_of_E():
     from course_pkg import identity_sigmoid as ref
     from course_pkg.grading import identity_sigmoid as checks
 
     for w, x, y in [(0.3, 1.0, 1.0), (-1.2, 0.7, 0.2), (2.0, -1.5, 0.9)]:
-        fd = central(lambda v, x=x, y=y: float(ref.E(ref.A(v[0] * x), y)), np.array([w]))[0]
+        E_of_w = lambda v, x=x, y=y: float(ref.E(ref.A(v[0] * x), y))  # noqa: E731
+        fd = central_differences(E_of_w, np.array([w]))[0]
         assert checks.dE_dw(w, x, y) == pytest.approx(fd, rel=1e-7, abs=1e-10)
         assert checks.dE_dw(w, x, y) == pytest.approx(ref.dE_dw(w, x, y), rel=1e-14)
         assert checks.update(w, x, y, 0.3) == pytest.approx(ref.update(w, x, y, 0.3), rel=1e-14)
@@ -414,9 +402,11 @@ def test_ps2_reference_is_the_gradient_of_E():
     w1, w2, x, y_hat = (rng.normal(size=(4, 3)), rng.normal(size=(2, 4)), rng.normal(size=3),
                         rng.normal(size=2))
     E, g1, g2 = checks.gradients(w1, w2, x, y_hat)
-    np.testing.assert_allclose(g1, central(lambda v: ref.E(ref.forward(v, w2, x)[2], y_hat), w1),
+    np.testing.assert_allclose(g1, central_differences(
+        lambda v: ref.E(ref.forward(v, w2, x)[2], y_hat), w1),
                                rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(g2, central(lambda v: ref.E(ref.forward(w1, v, x)[2], y_hat), w2),
+    np.testing.assert_allclose(g2, central_differences(
+        lambda v: ref.E(ref.forward(w1, v, x)[2], y_hat), w2),
                                rtol=1e-6, atol=1e-9)
     E_ref, r1, r2 = ref.gradients(w1, w2, x, y_hat)
     assert E == pytest.approx(E_ref)
@@ -431,13 +421,14 @@ def test_ps3_output_deltas_are_derivatives_of_the_costs():
     z = rng.normal(size=(4, 1))
     label = np.array([2])
     cross_entropy = lambda v: float(-np.log(checks.softmax(v)[2, 0]))  # noqa: E731
-    np.testing.assert_allclose(checks.delta_L_cross_entropy(z, label), central(cross_entropy, z),
+    np.testing.assert_allclose(checks.delta_L_cross_entropy(z, label),
+                               central_differences(cross_entropy, z),
                                rtol=1e-6, atol=1e-9)
     Y = rng.normal(size=(4, 1))
     squared = lambda v: float(np.sum((checks.sigmoid(v) - Y) ** 2))  # noqa: E731
     np.testing.assert_allclose(
         checks.delta_L_squared_error(z, Y, checks.sigmoid, checks.sigmoid_prime),
-        central(squared, z), rtol=1e-6, atol=1e-9)
+        central_differences(squared, z), rtol=1e-6, atol=1e-9)
 
 
 def test_ps3_pieces_agree_with_course_pkg():
@@ -476,7 +467,7 @@ def test_ps4_node_step_is_a_gradient_descent_step():
     for m in range(2):
         def error_of(v, m=m):
             return ref.error([v if k == m else w[k] for k in range(2)], x, t, "tanh")
-        np.testing.assert_allclose(new[m], w[m] - eta * central(error_of, w[m]),
+        np.testing.assert_allclose(new[m], w[m] - eta * central_differences(error_of, w[m]),
                                    rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(new[m], ref.update(w, x, t, eta, "tanh")[m], rtol=1e-12)
     assert checks.matrix_step_difference(checks._sigmoid_update(None), w, x, t, eta) < 1e-12

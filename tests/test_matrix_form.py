@@ -15,6 +15,7 @@ import pytest
 
 import course_pkg as cp
 from course_pkg import tanh_two_layer
+from course_pkg.gradcheck import central_differences
 from course_pkg.widgets import saturation
 
 S = {
@@ -30,10 +31,6 @@ S_prime = {
     "identity": np.ones_like,
 }
 
-
-def central_gradient(F, v, eps=1e-6):
-    """Central differences of the scalar F with respect to every entry of the vector v."""
-    return np.array([(F(v + eps * e) - F(v - eps * e)) / (2 * eps) for e in np.eye(v.size)])
 
 
 def forward(net, x):
@@ -99,8 +96,8 @@ def test_delta_is_derivative_with_respect_to_z(regression):
         return np.sum((a - y) ** 2)
 
     for l in range(1, net.L + 1):
-        np.testing.assert_allclose(delta[l], central_gradient(lambda v, l=l: cost_from(l, v), z[l]),
-                                   atol=1e-8)
+        fd = central_differences(lambda v, l=l: cost_from(l, v), z[l])
+        np.testing.assert_allclose(delta[l], fd, atol=1e-8)
 
 
 def test_weight_and_bias_gradients(regression):
@@ -120,7 +117,7 @@ def test_transpose_is_the_derivative_of_the_linear_map():
     rng = np.random.default_rng(0)
     W, a = rng.normal(size=(3, 5)), rng.normal(size=5)
     # entry (i, j) of dz/da is dz_j/da_i: the matrix is W^T
-    jac_T = np.array([central_gradient(lambda v, j=j: (W @ v)[j], a) for j in range(3)]).T
+    jac_T = np.array([central_differences(lambda v, j=j: (W @ v)[j], a) for j in range(3)]).T
     np.testing.assert_allclose(jac_T, W.T, atol=1e-9)
 
 
@@ -238,7 +235,7 @@ def test_softmax_cross_entropy_delta():
             return -v[label] + np.log(np.sum(np.exp(v)))                      # (mf-ce)
 
         assert C(z) == pytest.approx(-np.log(g[label]), rel=1e-12)
-        fd = central_gradient(C, z)
+        fd = central_differences(C, z)
         np.testing.assert_allclose(g - np.eye(p_L)[label], fd, atol=1e-9)
         np.testing.assert_allclose(seed_form, fd, atol=1e-9)
         pkg = cp.losses.softmax_cross_entropy_delta(g[:, None], np.array([label]), np)[:, 0]
@@ -271,7 +268,7 @@ def test_multi_output_regression_delta():
     x, y = rng.normal(size=(1, 3)), rng.normal(size=(1, 2))
     z, a = net.forward(x)
     delta_L = S_prime["sigmoid"](z[2][:, 0]) * 2 * (a[2][:, 0] - y[0])          # (mf-delta-mse)
-    fd = central_gradient(lambda v: np.sum((S["sigmoid"](v) - y[0]) ** 2), z[2][:, 0])
+    fd = central_differences(lambda v: np.sum((S["sigmoid"](v) - y[0]) ** 2), z[2][:, 0])
     np.testing.assert_allclose(delta_L, fd, atol=1e-9)
     _, _, db = net.loss_and_gradients(x, y)
     np.testing.assert_allclose(delta_L, db[-1], rtol=1e-10)

@@ -13,6 +13,7 @@ import pytest
 
 import course_pkg as cp
 from course_pkg import node_delta
+from course_pkg.gradcheck import central_differences
 
 H = 1e-6
 CASES = [([3, 4, 3, 2], "sigmoid", 0), ([2, 5, 1], "tanh", 1), ([4, 3, 3, 3, 2], "sigmoid", 2),
@@ -38,15 +39,6 @@ def error_from_layer(w, m, in_m, t, g):
     _, a = node_delta.forward(w[m:], g(in_m), g)
     return 0.5 * np.sum((t - a[-1]) ** 2)
 
-
-def central_difference(f, v, h=H):
-    v = np.asarray(v, dtype=float)
-    grad = np.empty_like(v)
-    for idx in np.ndindex(v.shape):
-        e = np.zeros_like(v)
-        e[idx] = h
-        grad[idx] = (f(v + e) - f(v - e)) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("layout, activation, seed", CASES)
@@ -91,7 +83,7 @@ def test_theorem_part1_delta_is_minus_dE_din_at_every_layer(layout, activation, 
     w, x, t = make_case(layout, seed)
     g, _, inp, _, Delta = signals(w, x, t, activation)
     for m in range(1, len(layout)):
-        fd = central_difference(lambda v, m=m: error_from_layer(w, m, v, t, g), inp[m])
+        fd = central_differences(lambda v, m=m: error_from_layer(w, m, v, t, g), inp[m])
         np.testing.assert_allclose(Delta[m], -fd, rtol=1e-6, atol=1e-9)
 
 
@@ -104,7 +96,7 @@ def test_theorem_part2_minus_dE_dw_is_a_i_Delta_j(layout, activation, seed):
         def E_of(w_m, m=m):
             return node_delta.error([*w[:m], w_m, *w[m + 1:]], x, t, activation)
 
-        fd = central_difference(E_of, w[m])
+        fd = central_differences(E_of, w[m])
         np.testing.assert_allclose(np.outer(a[m], Delta[m + 1]), -fd, rtol=1e-6, atol=1e-9)
 
 
@@ -178,7 +170,7 @@ def test_node_update_is_a_gradient_descent_step(layout, activation, seed):
         def E_of(w_m, m=m):
             return node_delta.error([*w[:m], w_m, *w[m + 1:]], x, t, activation)
 
-        np.testing.assert_allclose(new[m], w[m] - eta * central_difference(E_of, w[m]),
+        np.testing.assert_allclose(new[m], w[m] - eta * central_differences(E_of, w[m]),
                                    rtol=1e-6, atol=1e-9)
 
 
@@ -207,7 +199,7 @@ def test_exercise_without_the_half_doubles_the_gradient():
     def E_full(w0):
         return 2 * node_delta.error([w0, w[1]], x, t)
 
-    fd = central_difference(E_full, w[0])
+    fd = central_differences(E_full, w[0])
     np.testing.assert_allclose(-fd, 2 * np.outer(a[0], Delta[1]), rtol=1e-6, atol=1e-9)
     net = cp.Network(layout, activations="sigmoid", loss="squared_error",
                      weights=[w_m.T for w_m in w])

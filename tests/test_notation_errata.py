@@ -7,8 +7,6 @@ differences and, where the package has the quantity, with ``course_pkg``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 
@@ -17,21 +15,10 @@ from course_pkg import identity_sigmoid as s000
 from course_pkg import node_delta as s003
 from course_pkg import tanh_two_layer as s001
 from course_pkg.activations import sigmoid, sigmoid_prime, softmax
+from course_pkg.gradcheck import central_differences
 
 RNG = np.random.default_rng(20260123)
 
-
-def numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
-                     h: float = 1e-6) -> np.ndarray:
-    """Central differences of a scalar function of an array, entry by entry."""
-    x = np.array(x, dtype=float)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        plus, minus = x.copy(), x.copy()
-        plus[idx] += h
-        minus[idx] -= h
-        grad[idx] = (f(plus) - f(minus)) / (2 * h)
-    return grad
 
 
 def close(a: np.ndarray, b: np.ndarray, tol: float = 1e-7) -> bool:
@@ -80,13 +67,13 @@ def test_E000_4_unit_steepest_descent_direction_is_normalised() -> None:
 def test_C000_eq2_sign_of_the_target_term_is_right() -> None:
     """Checked, not a slip: dE/dy = -(y_hat - y), the sign eq. (2) writes; the term is 0."""
     for y_hat, y in [(0.8, 1.0), (0.3, 0.0), (0.5, 0.9)]:
-        dE_dy = numeric_gradient(lambda t, o=y_hat: float(s000.E(o, t[0])), np.array([y]))[0]
+        dE_dy = central_differences(lambda t, o=y_hat: float(s000.E(o, t[0])), np.array([y]))[0]
         assert np.isclose(dE_dy, -(y_hat - y), atol=1e-8)
 
 
 def test_C000_eq6_by_finite_differences() -> None:
     for w, x in [(0.3, 1.0), (-1.2, 1.0), (2.0, 0.0)]:
-        fd = numeric_gradient(lambda v, x=x: float(s000.E(s000.T_hat(v[0], x), x)),
+        fd = central_differences(lambda v, x=x: float(s000.E(s000.T_hat(v[0], x), x)),
                               np.array([w]))
         assert np.isclose(s000.dE_dw(w, x, x), fd[0], atol=1e-9)
 
@@ -105,7 +92,7 @@ def test_E001_1_first_order_taylor_is_an_approximation() -> None:
         return float(np.sin(r[0]) * np.exp(r[1]) + r[0] ** 2)
 
     r0, direction = np.array([0.4, -0.3]), np.array([0.6, 0.8])
-    grad = numeric_gradient(F, r0)
+    grad = central_differences(F, r0)
     remainder = [F(r0 + t * direction) - F(r0) - t * grad @ direction for t in (1e-2, 5e-3)]
     assert abs(remainder[0]) > 1e-6
     assert remainder[0] / remainder[1] == pytest.approx(4.0, rel=0.02)
@@ -122,10 +109,10 @@ def test_E001_3_eq512_is_511_substituted_into_510() -> None:
     w1, w2, x, target = _tanh_net()
     h, z, y = s001.forward(w1, w2, x)
     eq_510 = np.outer(s001.dE_dz(w2, y, target) * s001.f_prime_from_output(z), x)
-    fd = numeric_gradient(lambda v: s001.E(s001.forward(v, w2, x)[2], target), w1)
+    fd = central_differences(lambda v: s001.E(s001.forward(v, w2, x)[2], target), w1)
     assert close(s001.dE_dw1(w2, x, z, y, target), eq_510)
     assert close(eq_510, fd)
-    fd_z = numeric_gradient(lambda v: s001.E(w2 @ v, target), z)  # eq. (5.11)
+    fd_z = central_differences(lambda v: s001.E(w2 @ v, target), z)  # eq. (5.11)
     assert close(s001.dE_dz(w2, y, target), fd_z)
 
 
@@ -145,7 +132,7 @@ def test_E001_5_eq64_is_a_dot_product_and_approximate() -> None:
 
 def test_C001_eq57_tanh_derivative() -> None:
     h = np.linspace(-3, 3, 13)
-    fd = numeric_gradient(lambda v: float(np.sum(np.tanh(v))), h)
+    fd = central_differences(lambda v: float(np.sum(np.tanh(v))), h)
     assert close(fd, s001.f_prime_from_output(np.tanh(h)))
 
 
@@ -154,7 +141,7 @@ def test_C001_eq57_tanh_derivative() -> None:
 def test_E002_1_output_layer_needs_its_own_S_L() -> None:
     """D_l is defined for l <= L-1 only; S_L may be softmax, whose Jacobian is not diagonal."""
     z = RNG.normal(size=(4, 1))
-    jacobian = np.stack([numeric_gradient(lambda v, k=k: float(softmax(v, np)[k, 0]), z)[:, 0]
+    jacobian = np.stack([central_differences(lambda v, k=k: float(softmax(v, np)[k, 0]), z)[:, 0]
                          for k in range(4)])
     off_diagonal = jacobian - np.diag(np.diag(jacobian))
     assert np.abs(off_diagonal).max() > 1e-3
@@ -165,7 +152,7 @@ def test_E002_1_output_layer_needs_its_own_S_L() -> None:
 def test_E002_2_regression_output_delta() -> None:
     """delta_L = S_L'(z_L) * 2(g - y) for a componentwise output S_L and ||y - g||^2."""
     z_L, y = RNG.normal(size=3), RNG.normal(size=3)
-    fd = numeric_gradient(lambda v: float(np.sum((y - sigmoid(v, np)) ** 2)), z_L)
+    fd = central_differences(lambda v: float(np.sum((y - sigmoid(v, np)) ** 2)), z_L)
     assert close(sigmoid_prime(z_L, np) * 2 * (sigmoid(z_L, np) - y), fd)
     net = cp.Network([2, 3, 3], activations=["tanh", "sigmoid"], loss="squared_error", seed=1)
     X, Y = RNG.normal(size=(5, 2)), RNG.normal(size=(5, 3))
@@ -183,7 +170,7 @@ def test_E002_3_softmax_delta_with_one_based_components() -> None:
     g = softmax(z[:, None], np)[:, 0]
     seed_form = np.array([g[k - 1] - (y == k - 1) for k in range(1, p_L + 1)])
     package = cp.losses.softmax_cross_entropy_delta(g[:, None], np.array([y]), np)[:, 0]
-    assert close(numeric_gradient(C, z), seed_form)
+    assert close(central_differences(C, z), seed_form)
     assert close(seed_form, package)
 
 
@@ -191,7 +178,7 @@ def test_E002_4_linear_map_derivative_in_denominator_layout() -> None:
     """dC/da_{l-1} = W_l^T delta_l: the seed's 'derivative of z -> Wz is W^T'."""
     W, b, a, y = RNG.normal(size=(3, 4)), RNG.normal(size=3), RNG.normal(size=4), RNG.normal(size=3)
     delta = sigmoid_prime(W @ a + b, np) * 2 * (sigmoid(W @ a + b, np) - y)
-    fd = numeric_gradient(lambda v: float(np.sum((sigmoid(W @ v + b, np) - y) ** 2)), a)
+    fd = central_differences(lambda v: float(np.sum((sigmoid(W @ v + b, np) - y) ** 2)), a)
     assert close(W.T @ delta, fd)
 
 
@@ -234,12 +221,12 @@ def test_E003_3_4_5_partials_of_in_k() -> None:
     g, g_prime = s003.derivative("sigmoid")
     inp, a = s003.forward(w, x, g)
     j, k = 1, 0
-    d_w = numeric_gradient(lambda v: _in_k([w[0], v], x)[k], w[1])
+    d_w = central_differences(lambda v: _in_k([w[0], v], x)[k], w[1])
     assert np.isclose(d_w[j, k], a[1][j])                      # a_j, not a_i
     assert np.allclose(np.delete(d_w, k, axis=1), 0)
-    d_a = numeric_gradient(lambda v: float(w[1][:, k] @ v), a[1])
+    d_a = central_differences(lambda v: float(w[1][:, k] @ v), a[1])
     assert np.isclose(d_a[j], w[1][j, k])                       # w_jk, not w_ij
-    d_in = numeric_gradient(lambda v: float(w[1][:, k] @ g(v)), inp[1])
+    d_in = central_differences(lambda v: float(w[1][:, k] @ g(v)), inp[1])
     assert np.isclose(d_in[j], w[1][j, k] * g_prime(inp[1][j]))  # w_jk g'(in_j)
 
 
@@ -256,9 +243,9 @@ def test_E003_6_sign_of_Delta_and_definition_of_E_n() -> None:
     def E_from_output_inputs(in_k: np.ndarray, half: float = 0.5) -> float:
         return half * float(np.sum((t - g(in_k)) ** 2))
 
-    assert close(numeric_gradient(E_from_hidden_inputs, inp[1]), -Delta[1])
-    assert close(numeric_gradient(E_from_output_inputs, inp[2]), -Delta[2])
-    no_half = numeric_gradient(lambda v: E_from_output_inputs(v, 1.0), inp[2])
+    assert close(central_differences(E_from_hidden_inputs, inp[1]), -Delta[1])
+    assert close(central_differences(E_from_output_inputs, inp[2]), -Delta[2])
+    no_half = central_differences(lambda v: E_from_output_inputs(v, 1.0), inp[2])
     assert close(no_half, -2 * Delta[2])  # without the 1/2, Delta_k would be off by 2
 
 
@@ -272,7 +259,7 @@ def test_E003_1_the_update_adds_the_negative_gradient() -> None:
             ws = [v if n == m else w[n] for n in range(2)]
             return s003.error(ws, x, t)
 
-        assert close((new[m] - w[m]) / eta, -numeric_gradient(E_of, w[m]))
+        assert close((new[m] - w[m]) / eta, -central_differences(E_of, w[m]))
 
 
 # --- the notation bridge: the three small models are course_pkg.Network ------------------

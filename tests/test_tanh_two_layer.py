@@ -16,6 +16,7 @@ import pytest
 
 import course_pkg as cp
 from course_pkg import tanh_two_layer as t2
+from course_pkg.gradcheck import central_differences
 from course_pkg.widgets import tanh_fit
 
 D, M, K = 3, 4, 2
@@ -24,16 +25,6 @@ D, M, K = 3, 4, 2
 def central(F, x, eps=1e-6):
     return (F(x + eps) - F(x - eps)) / (2 * eps)
 
-
-def finite_differences(F, A, eps=1e-6):
-    """Central difference of the scalar F(A) with respect to every entry of A."""
-    grad = np.zeros_like(A)
-    for idx in np.ndindex(A.shape):
-        up, down = A.copy(), A.copy()
-        up[idx] += eps
-        down[idx] -= eps
-        grad[idx] = (F(up) - F(down)) / (2 * eps)
-    return grad
 
 
 def E_of(w1, w2, x, y_hat):
@@ -95,14 +86,14 @@ def test_dE_dw2(example):
     w1, w2, x, y_hat, z, y = example
     mine = np.outer(y - y_hat, z)                                     # (y_k - y_hat_k) z_j
     np.testing.assert_allclose(
-        mine, finite_differences(lambda W: E_of(w1, W, x, y_hat), w2), atol=1e-8)
+        mine, central_differences(lambda W: E_of(w1, W, x, y_hat), w2), atol=1e-8)
     np.testing.assert_allclose(mine, t2.dE_dw2(z, y, y_hat), rtol=1e-12)
 
 
 def test_dE_dz_sums_over_every_output(example):
     w1, w2, x, y_hat, z, y = example
     mine = (y - y_hat) @ w2                                           # sum_k (y_k - y_hat_k) w_kj
-    fd = finite_differences(lambda v: 0.5 * np.sum((w2 @ v - y_hat) ** 2), z)
+    fd = central_differences(lambda v: 0.5 * np.sum((w2 @ v - y_hat) ** 2), z)
     np.testing.assert_allclose(mine, fd, atol=1e-8)
     np.testing.assert_allclose(mine, t2.dE_dz(w2, y, y_hat), rtol=1e-12)
     one_path = (y - y_hat)[0] * w2[0]
@@ -116,7 +107,7 @@ def test_dE_dw1_chain_and_substituted_forms(example):
     substituted = np.array([[(1 - z[j] ** 2) * x[i] * sum((y[k] - y_hat[k]) * w2[k, j]
                                                              for k in range(K))
                              for i in range(D)] for j in range(M)])
-    fd = finite_differences(lambda W: E_of(W, w2, x, y_hat), w1)
+    fd = central_differences(lambda W: E_of(W, w2, x, y_hat), w1)
     np.testing.assert_allclose(chain_form, fd, atol=1e-8)
     np.testing.assert_allclose(substituted, chain_form, rtol=1e-12)
     np.testing.assert_allclose(chain_form, t2.dE_dw1(w2, x, z, y, y_hat), rtol=1e-12)
@@ -140,7 +131,7 @@ def test_input_sensitivity_exercise(example):
     w1, w2, x, y_hat, z, y = example
     delta_hidden = (1 - z**2) * ((y - y_hat) @ w2)
     mine = w1.T @ delta_hidden                                        # sum_j w_ji delta_j
-    fd = finite_differences(lambda v: E_of(w1, w2, v, y_hat), x)
+    fd = central_differences(lambda v: E_of(w1, w2, v, y_hat), x)
     np.testing.assert_allclose(mine, fd, atol=1e-8)
 
 
