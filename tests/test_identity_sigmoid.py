@@ -211,3 +211,39 @@ def test_two_weights_sign_steps_cycle_while_proportional_steps_converge():
     np.testing.assert_allclose(np.abs(np.diff(sign, axis=0)), 0.1, atol=1e-12)
     assert np.linalg.norm(sign[-1] - minimum) > 0.1
     np.testing.assert_allclose(sign[-1], sign[-3], atol=1e-12)
+
+
+@pytest.mark.parametrize("w", [-3.0, -0.5, 0.0, 0.7, 2.0, 5.0])
+def test_same_example_error_falls_unless_the_derivative_is_zero(w):
+    """The chapter's corrected goal: a small step lowers the error on the example it was taken
+    on when dE/dw != 0 (x = 1); on x = 0, dE/dw = 0 and the error stays at 1/8 exactly."""
+    mu = 0.5
+    assert isg.dE_dw(w, 1.0, 1.0) != 0
+    assert sg.error(isg.update(w, 1.0, 1.0, mu), 1.0) < sg.error(w, 1.0)
+    assert isg.dE_dw(w, 0.0, 0.0) == 0
+    assert isg.update(w, 0.0, 0.0, mu) == w
+    assert sg.error(isg.update(w, 0.0, 0.0, mu), 0.0) == sg.error(w, 0.0) == 0.125
+
+
+def test_two_weight_sign_rule_cycles_037_away_on_one_side_of_the_minimum():
+    """The sign rule's end: a two-point cycle (1.9, -1.2) <-> (2.0, -1.1), both about 0.37 from
+    the minimum and on the same side; the gradient's two signs agree at each point and flip
+    between them, while the way to the minimum needs opposite signs. More steps change nothing."""
+    targets = np.array([[0.2], [0.7]])
+
+    def grad(theta):
+        _, dW, db = sg.bias_network(*theta).loss_and_gradients(sg.X_BOTH, targets)
+        return np.array([dW[0][0, 0], db[0][0]])
+
+    minimum = np.array([logit(0.7) - logit(0.2), logit(0.2)])
+    for steps in (300, 3000):
+        sign = sg.descend(grad, [0.0, 1.5], 0.1, steps, rule="sign")
+        cycle = sorted(map(tuple, sign[-2:]))
+        np.testing.assert_allclose(cycle, [(1.9, -1.2), (2.0, -1.1)], atol=1e-9)
+        np.testing.assert_allclose(sign[-1], sign[-3], atol=1e-12)
+        distances = np.linalg.norm(sign[-2:] - minimum, axis=1)
+        assert np.all((0.36 < distances) & (distances < 0.39)), distances
+    signs = [np.sign(grad(np.array(p))) for p in cycle]
+    assert signs[0][0] == signs[0][1] == -signs[1][0] == -signs[1][1]
+    towards = minimum - np.mean(cycle, axis=0)
+    assert np.sign(towards[0]) == -np.sign(towards[1])

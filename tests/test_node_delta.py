@@ -220,3 +220,41 @@ def test_exercise_constant_node_is_a_bias():
     net.train_step(x[None, :3], t[None, :], lr=eta)
     np.testing.assert_allclose(new[0][3], net.biases[0], rtol=1e-12)
     np.testing.assert_allclose(new[0][:3].T, net.weights[0], rtol=1e-12)
+
+
+def test_zero_tanh_weights_are_a_saddle_the_rule_never_leaves():
+    """The chapter's correction of the seed's 'finds local minima': with g = tanh and w = 0
+    every a_i Delta_k is 0 (a stationary point), yet E_n falls along one pattern and rises
+    along another: a saddle, from which the rule never moves."""
+    x, t = np.array([1.0, -0.5]), np.array([0.6])
+    w0 = [np.zeros((2, 3)), np.zeros((3, 1))]
+    g, g_prime = node_delta.derivative("tanh")
+    inp, a = node_delta.forward(w0, x, g)
+    Delta = node_delta.error_signals(w0, inp, a, t, g_prime)
+    assert np.all(a[1] == 0) and np.all(Delta[1] == 0) and np.all(Delta[2] != 0)
+    w = w0
+    for _ in range(50):
+        w = node_delta.update(w, x, t, eta=0.5, activation="tanh")
+    assert all(np.array_equal(u, v) for u, v in zip(w, w0, strict=True))
+    pattern = [0.1 * np.outer(x, np.ones(3)), 0.1 * np.ones((3, 1))]
+    E0 = node_delta.error(w0, x, t, "tanh")
+    assert node_delta.error(pattern, x, t, "tanh") < E0
+    assert node_delta.error([pattern[0], -pattern[1]], x, t, "tanh") > E0
+
+
+@pytest.mark.parametrize("eta, behaviour", [(0.2, "converges"), (0.5, "two-cycle"),
+                                            (0.6, "diverges")])
+def test_fixed_step_converges_oscillates_or_diverges(eta, behaviour):
+    """One identity node, x = 2, t = 1: w - w* is multiplied by 1 - eta x^2 per update."""
+    w, path = [np.array([[0.0]])], []
+    for _ in range(30):
+        w = node_delta.update(w, np.array([2.0]), np.array([1.0]), eta, activation="identity")
+        path.append(w[0][0, 0])
+    gaps = np.array(path) - 0.5
+    np.testing.assert_allclose(gaps[1:], (1 - 4 * eta) * gaps[:-1], rtol=1e-12, atol=1e-15)
+    if behaviour == "converges":
+        assert abs(gaps[-1]) < 1e-9
+    elif behaviour == "two-cycle":
+        assert sorted(path[-2:]) == pytest.approx([0.0, 1.0])
+    else:
+        assert abs(gaps[-1]) > 1e3
