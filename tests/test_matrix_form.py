@@ -6,6 +6,9 @@ with ``course_pkg``.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -17,6 +20,8 @@ import course_pkg as cp
 from course_pkg import tanh_two_layer
 from course_pkg.gradcheck import central_differences
 from course_pkg.widgets import saturation
+
+ROOT = Path(__file__).resolve().parent.parent
 
 S = {
     "tanh": np.tanh,
@@ -298,3 +303,102 @@ def test_bad_input_is_rejected():
         saturation.deep_network(0, "relu")
     with pytest.raises(ValueError, match="unknown activation"):
         saturation.deep_network(3, "softplus")
+
+
+def _deltas(net, X, Y):
+    """delta_l of every example (columns), half squared error on an identity output layer."""
+    z, a = net.forward(X)
+    L = len(net.weights)
+    _, _, delta = cp.back_propagate(net.W, z, a, a[L] - Y.T, net.S_prime)
+    return z, a, delta
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0, 6.0])
+def test_vanishing_gradient_bound_includes_the_norm_of_W(activation, scale):
+    """(mf-vanishing-bound): ||delta_{l-1}|| <= max|S'(z_{l-1})| ||W_l||_2 ||delta_l||, per
+    example and layer, for small and large weights."""
+    rng = np.random.default_rng(int(10 * scale))
+    sizes = [8] + [16] * 5 + [3]
+    Ws = [scale * rng.normal(size=(q, p)) / np.sqrt(p) for p, q in zip(sizes, sizes[1:],
+                                                                      strict=False)]
+    net = cp.Network(sizes, [activation] * 5 + ["identity"], loss="half_squared_error",
+                     weights=Ws, biases=[rng.normal(size=q) for q in sizes[1:]])
+    X, Y = rng.normal(size=(20, 8)), rng.normal(size=(20, 3))
+    z, _, delta = _deltas(net, X, Y)
+    for l in range(len(Ws), 1, -1):
+        s_max = np.max(np.abs(S_prime[activation](z[l - 1])), axis=0)
+        bound = s_max * np.linalg.norm(net.W[l], 2) * np.linalg.norm(delta[l], axis=0)
+        assert np.all(np.linalg.norm(delta[l - 1], axis=0) <= bound * (1 + 1e-12))
+
+
+def test_the_bound_on_S_prime_alone_does_not_bound_the_shrinking():
+    """Sigmoid units (S' <= 1/4): with the package's scale of weights some layer passes back
+    more than 1/4 of the error's norm, and with large weights the error grows (ratio > 1)."""
+    def worst_ratio(scale):
+        rng = np.random.default_rng(0)
+        sizes = [8] + [16] * 5 + [3]
+        Ws = [scale * rng.normal(size=(q, p)) / np.sqrt(p) for p, q in zip(sizes, sizes[1:],
+                                                                          strict=False)]
+        net = cp.Network(sizes, ["sigmoid"] * 5 + ["identity"], loss="half_squared_error",
+                         weights=Ws, biases=[np.zeros(q) for q in sizes[1:]])
+        _, _, delta = _deltas(net, rng.normal(size=(20, 8)), rng.normal(size=(20, 3)))
+        return max(np.max(np.linalg.norm(delta[l - 1], axis=0) / np.linalg.norm(delta[l], axis=0))
+                   for l in range(6, 1, -1))
+
+    assert worst_ratio(1.0) > 0.25
+    assert worst_ratio(6.0) > 1.0
+
+
+def test_chapter_numbers_for_the_deep_sigmoid_network():
+    """The chapter's reading of the saturation network: ||W_l||_2 about 2 for the 32 x 32
+    layers, bound factor up to about 1/2, measured typical factor about 1/4 (0.15 to 0.3)."""
+    deep = saturation.deep_network(10, "sigmoid")
+    X, y = saturation.sample_batch()
+    z, a = deep.forward(X)
+    delta_top = cp.losses.softmax_cross_entropy_delta(a[11], y, np)
+    _, _, delta = cp.back_propagate(deep.W, z, a, delta_top, deep.S_prime)
+    for l in range(2, 11):                      # the 32 x 32 hidden-to-hidden matrices
+        assert 1.5 < np.linalg.norm(deep.W[l], 2) < 2.5
+    for l in range(11, 1, -1):
+        ratio = np.median(np.linalg.norm(delta[l - 1], axis=0) / np.linalg.norm(delta[l], axis=0))
+        assert 0.15 < ratio < 0.3
+
+
+def _algorithm_lines(text, title):
+    """The numbered lines of the prf:algorithm whose title starts with ``title``."""
+    start = text.index("```{prf:algorithm} " + title)
+    body = text[start:text.index("\n```\n", start)]
+    lines, current = {}, None
+    for row in body.splitlines():
+        match = re.match(r"(\d+)\. (.*)", row)
+        if match:
+            current = int(match.group(1))
+            lines[current] = match.group(2)
+        elif current is not None and row.startswith("   "):
+            lines[current] += " " + row.strip()
+    return lines
+
+
+def test_algorithm_lines_are_the_seeds_and_the_packages():
+    """Algorithm 1 is numbered 1..11 like the seed's, each line holds the seed's step, and the
+    '# line N' comments of course_pkg/network.py point at the same steps."""
+    text = (ROOT / "book" / "matrix_form.md").read_text()
+    lines = _algorithm_lines(text, "Gradient of the cost of one example")
+    assert sorted(lines) == list(range(1, 12))
+    expected = {1: r"\mathbf a_0 \leftarrow", 2: r"l = 1, \dots, L", 3: r"\mathbf z_l \leftarrow",
+                4: r"\mathbf a_l \leftarrow", 5: r"\boldsymbol\delta_L \leftarrow",
+                6: r"\mathbf z_0", 7: r"l = L, \dots, 1", 8: r"\partial\mathbf b_l \leftarrow",
+                9: r"\partial\mathbf W_l \leftarrow", 10: r"\boldsymbol\delta_{l-1} \leftarrow",
+                11: "return"}
+    for n, fragment in expected.items():
+        assert fragment in lines[n], (n, lines[n])
+    assert sorted(_algorithm_lines(text, "Gradient of the training loss")) == [1, 2, 3]
+    code = (ROOT / "course_pkg" / "network.py").read_text()
+    cited = re.findall(r"# line (\d+): ([^\n]*)", code)
+    assert cited
+    keys = {3: "z_l", 4: "a_l", 8: "b_l", 9: "delta_l a_{l-1}^T", 10: "W_l^T delta_l"}
+    for n, comment in cited:
+        assert int(n) in keys and keys[int(n)].split()[0] in comment, (n, comment)
+    for n in re.findall(r"[Ll]ine (\d+)", text):
+        assert 1 <= int(n) <= 11
