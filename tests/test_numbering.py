@@ -1,0 +1,83 @@
+"""Equation numbering: the book's equations per chapter, the seeds' equations by the seed's name.
+
+The book's equations are numbered per chapter, (4.3), by Sphinx (``numbered`` toctrees in
+``_toc.yml``, ``math_numfig`` and ``numfig_secnum_depth`` in ``_config.yml``), and cited with
+``{eq}``. A seed's own equation is cited as "seed 001's (5.12)", so that it cannot be read as
+the book's (5.12). The source checks run on the pages below; the check of the built site reads
+the HTML of one build of the whole book (shared with ``tests/test_book_build.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["intro", "gradient_descent", "identity_sigmoid", "tanh_two_layer", "matrix_form",
+         "node_delta", "notation", "errata"]
+"""The pages whose citations are checked (the chapters derived from the seeds, and their
+appendices)."""
+
+BARE_CITATION = re.compile(r"(?<![\w-])(eqs?\.?|equations?)\s*\(?\d", re.IGNORECASE)
+DOTTED_NUMBER = re.compile(r"\((\d+\.\d+)\)")
+
+
+def prose(text: str) -> str:
+    """The text of a MyST page without code cells, code blocks and mathematics."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\$[^$]*\$", " ", text)
+    return re.sub(r"`[^`]*`", " ", text)
+
+
+def test_prose_strips_code_and_mathematics() -> None:
+    page = "See (4.3) here. ```{code-cell}\nx = (1.1)\n``` and $a (2.2)$ and `(3.3)`."
+    assert DOTTED_NUMBER.findall(prose(page)) == ["4.3"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_equation_is_cited_by_a_bare_number(page: str) -> None:
+    """'eq. (6)' or 'equation 5.7' is ambiguous: book equations are cited with {eq}, and a
+    seed's with its name, 'seed 000's (6)'."""
+    text = (ROOT / "book" / f"{page}.md").read_text()
+    assert BARE_CITATION.findall(text) == [], page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_dotted_number_in_prose_names_its_seed(page: str) -> None:
+    """A number such as (5.12) in the prose is a seed's, and its sentence names the seed."""
+    sentences = re.split(r"(?<=[.!?])\s+", prose((ROOT / "book" / f"{page}.md").read_text()))
+    orphans = [s for s in sentences if DOTTED_NUMBER.search(s)
+               and not re.search(r"\bseed\s+00[0-3]", s, re.IGNORECASE)]
+    assert orphans == [], orphans
+
+
+def test_the_configuration_numbers_equations_per_chapter() -> None:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert all(part.get("numbered") for part in toc["parts"])
+    assert config["math_numfig"] is True
+    assert config["numfig_secnum_depth"] == 1
+
+
+def test_built_equation_numbers_restart_in_every_chapter(tmp_path_factory) -> None:
+    """In the built site, the k-th numbered equation of chapter C reads (C.k)."""
+    from test_book_build import built_site
+
+    site = built_site(tmp_path_factory)
+    assert site.returncode == 0, site.log[-3000:]
+    checked = 0
+    for page in PAGES:
+        html = (site.html / "book" / f"{page}.html").read_text()
+        chapter = re.search(r'<h1><span class="section-number">(\d+)\.', html)
+        numbers = re.findall(r'class="eqno">\((\d+)\.(\d+)\)', html)
+        if chapter is None:
+            assert numbers == [], page             # an unnumbered page numbers nothing
+            continue
+        assert {c for c, _ in numbers} <= {chapter.group(1)}, page
+        assert [int(k) for _, k in numbers] == list(range(1, len(numbers) + 1)), page
+        checked += len(numbers)
+    assert checked > 50
