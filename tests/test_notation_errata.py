@@ -134,6 +134,15 @@ def test_E000_9_the_size_of_the_step_matters() -> None:
     assert np.abs(sg.descend(grad, 0.0, 100.0, 400)[-50:] - w_star).min() > 0.1
 
 
+def test_E000_10_T_hat_is_a_function_of_w_too() -> None:
+    """d T_hat(x; w)/dw = x A(wx)(1 - A(wx)), and A's own variable is s = wx."""
+    for w, x in [(0.3, 1.0), (-1.5, 1.0), (0.8, 0.0), (2.0, -0.5)]:
+        fd = central_differences(lambda v, x=x: float(s000.T_hat(v[0], x)), np.array([w]))[0]
+        s = w * x
+        assert np.isclose(fd, x * s000.A(s) * (1 - s000.A(s)), atol=1e-9)
+        assert s000.T_hat(w, x) == s000.A(s)
+
+
 def test_C000_eq2_sign_of_the_target_term_is_right() -> None:
     """Checked, not a slip: dE/dy = -(y_hat - y), the sign eq. (2) writes; the term is 0."""
     for y_hat, y in [(0.8, 1.0), (0.3, 0.0), (0.5, 0.9)]:
@@ -426,6 +435,21 @@ def test_E002_11_softmax_is_shift_invariant_so_one_logit_can_be_zero() -> None:
     assert not close(np.exp(z[1:, 0]) / np.sum(np.exp(z[1:, 0])), g[1:], 1e-3)
 
 
+def test_E002_4_chain_rule_uses_the_transposed_jacobian() -> None:
+    """Denominator layout: dC/dz = (dg/dz)(dC/dg) with dg/dz = J^T. An output g = M z with a
+    non-symmetric M shows the difference: M^T dC/dg is right, M dC/dg is not."""
+    M, z, y = RNG.normal(size=(3, 3)), RNG.normal(size=3), RNG.normal(size=3)
+    assert not np.allclose(M, M.T)
+
+    def C(v: np.ndarray) -> float:
+        return float(np.sum((M @ v - y) ** 2))
+
+    dC_dg = 2 * (M @ z - y)
+    fd = central_differences(C, z)
+    assert close(M.T @ dC_dg, fd)
+    assert not close(M @ dC_dg, fd, 1e-3)
+
+
 def test_C002_theorem_against_finite_differences() -> None:
     for activations, loss, Y in [
         (["sigmoid", "relu", "identity"], "squared_error", RNG.normal(size=(6, 2))),
@@ -588,6 +612,34 @@ def test_E003_10_hidden_signals_come_from_node_signals() -> None:
     from_weights = g_prime(inp[1]) * np.sum(w[1] * weight_errors, axis=1)
     assert close(from_nodes, truth)
     assert not close(from_weights, truth, 1e-3)
+
+
+def test_E003_13_a_constant_node_carries_the_biases() -> None:
+    """A node with a_0 = 1: its weights w_0k are biases, and the rule moves them by eta Delta_k,
+    which is the gradient step of Network's biases."""
+    w, x, t = _node_net()
+    b1, b2 = RNG.normal(size=4), RNG.normal(size=2)
+    # input layer: (1, x); hidden layer: a constant node too, appended as a fifth node
+    w_aug = [np.column_stack([np.vstack([b1, w[0]]), np.zeros(4)]),  # -> 4 hidden + 1 const
+             np.vstack([w[1], b2])]
+    g, _ = s003.derivative("sigmoid")
+
+    def forward_aug(ws: list[np.ndarray]) -> np.ndarray:
+        hidden = g(ws[0].T @ np.concatenate([[1.0], x]))[:4]
+        return g(ws[1].T @ np.concatenate([hidden, [1.0]]))
+
+    net = cp.Network([3, 4, 2], activations=["sigmoid", "sigmoid"], loss="half_squared_error",
+                     weights=[w[0].T, w[1].T], biases=[b1, b2])
+    assert close(forward_aug(w_aug), net.predict(x[None, :])[0])
+    _, _, db = net.loss_and_gradients(x[None, :], t[None, :])
+
+    def E_of_b2(v: np.ndarray) -> float:
+        return 0.5 * float(np.sum((t - forward_aug([w_aug[0], np.vstack([w[1], v])])) ** 2))
+
+    assert close(central_differences(E_of_b2, b2), db[1])   # w_0k moves like a bias
+    a_out = forward_aug(w_aug)
+    Delta_k = a_out * (1 - a_out) * (t - a_out)              # g'(in_k)(t_k - a_k), sigmoid
+    assert close(Delta_k, -db[1])                            # the step eta * 1 * Delta_k
 
 
 def test_E003_12_zero_weights_are_a_saddle_that_descent_never_leaves() -> None:
