@@ -1,4 +1,4 @@
-"""The teaching feedback of the assignments' checks (course_pkg.grading.feedback).
+"""The teaching feedback of the assignments' checks (course_pkg.checks.feedback).
 
 Every known mistake of every exercise, handed in as a student's function, must be named by its
 tag; the right answer must pass; and no message may show an array's values.
@@ -14,7 +14,7 @@ import pytest
 
 from course_pkg.gradcheck import central_differences
 from course_pkg.grading import feedback
-from course_pkg.grading.feedback import MISTAKES, Exercise, Feedback, diagnose
+from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, diagnose
 
 CHECK_MODULES = ["identity_sigmoid", "tanh_two_layer", "matrix_form", "node_delta"]
 
@@ -226,7 +226,7 @@ def test_a_non_function_is_refused_clearly():
 
 # -- the guard against calling the reference implementation -----------------------------------
 def test_calling_the_reference_dE_dw_is_caught():
-    from course_pkg.grading.identity_sigmoid import check_dE_dw
+    from course_pkg.checks.identity_sigmoid import check_dE_dw
     from course_pkg.identity_sigmoid import dE_dw as imported_before_the_check
 
     with pytest.raises(Feedback) as info:
@@ -237,7 +237,7 @@ def test_calling_the_reference_dE_dw_is_caught():
 
 def test_the_guard_restores_the_reference_afterwards():
     from course_pkg import identity_sigmoid
-    from course_pkg.grading.identity_sigmoid import check_dE_dw
+    from course_pkg.checks.identity_sigmoid import check_dE_dw
 
     with pytest.raises(Feedback):
         check_dE_dw(identity_sigmoid.dE_dw)
@@ -246,7 +246,7 @@ def test_the_guard_restores_the_reference_afterwards():
 
 def test_ps2_gradients_from_the_package_are_caught():
     from course_pkg import tanh_two_layer
-    from course_pkg.grading.tanh_two_layer import check_gradients
+    from course_pkg.checks.tanh_two_layer import check_gradients
 
     with pytest.raises(Feedback) as info:
         check_gradients(tanh_two_layer.gradients)
@@ -255,7 +255,7 @@ def test_ps2_gradients_from_the_package_are_caught():
 
 def test_ps3_gradients_from_network_are_caught():
     import course_pkg as cp
-    from course_pkg.grading.matrix_form import check_gradients
+    from course_pkg.checks.matrix_form import check_gradients
 
     def via_network(W, b, X, Y, loss):
         L = len(W)
@@ -274,7 +274,7 @@ def test_ps3_gradients_from_network_are_caught():
 
 def test_ps4_node_update_from_the_package_is_caught():
     from course_pkg import node_delta
-    from course_pkg.grading.node_delta import check_node_update
+    from course_pkg.checks.node_delta import check_node_update
 
     with pytest.raises(Feedback) as info:
         check_node_update(lambda w, x, t, eta, activation: node_delta.update(w, x, t, eta,
@@ -283,7 +283,7 @@ def test_ps4_node_update_from_the_package_is_caught():
 
 
 def test_ps4_a_constant_difference_is_refused():
-    from course_pkg.grading.node_delta import check_matrix_step_difference
+    from course_pkg.checks.node_delta import check_matrix_step_difference
 
     with pytest.raises(Feedback) as info:
         check_matrix_step_difference(lambda update, w, x, t, eta: 0.0)
@@ -304,7 +304,7 @@ def _untrained(X_train, y_train, seed=0):
 
 
 def test_training_an_untrained_network_is_too_inaccurate(digits):
-    from course_pkg.grading.matrix_form import check_training
+    from course_pkg.checks.matrix_form import check_training
 
     with pytest.raises(Feedback) as info:
         check_training(_untrained, digits)
@@ -328,7 +328,7 @@ def test_training_past_the_time_limit_is_too_slow(digits, monkeypatch):
     ({1: np.zeros((32, 64)), 2: np.zeros((10, 31))}, {1: np.zeros(32), 2: np.zeros(10)}),
 ])
 def test_training_with_misshapen_parameters_names_the_shape(digits, W, b):
-    from course_pkg.grading.matrix_form import check_training
+    from course_pkg.checks.matrix_form import check_training
 
     with pytest.raises(Feedback) as info:
         check_training(lambda X, y, seed: (W, b), digits)
@@ -336,7 +336,7 @@ def test_training_with_misshapen_parameters_names_the_shape(digits, W, b):
 
 
 def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
-    from course_pkg.grading.matrix_form import check_training, gradients
+    from course_pkg.checks.matrix_form import check_training, gradients
 
     def train_digits(X_train, y_train, seed=0):
         rng = np.random.default_rng(seed)
@@ -356,7 +356,7 @@ def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
 
 
 def test_tags_can_be_counted_from_any_text():
-    from course_pkg.grading.feedback import tags_in
+    from course_pkg.checks.feedback import tags_in
 
     messages = []
     for tag in ("S' missing", "shape", "S' missing"):
@@ -366,7 +366,7 @@ def test_tags_can_be_counted_from_any_text():
 
 
 def test_structured_results_are_named_after_the_exercise():
-    from course_pkg.grading.matrix_form import check_gradients, gradients
+    from course_pkg.checks.matrix_form import check_gradients, gradients
 
     def wrong_first_bias(W, b, X, Y, loss):
         dW, db = gradients(W, b, X, Y, loss)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from course_pkg.grading.guard import ReferenceUsedError, forbid
+from course_pkg.checks.guard import ReferenceUsedError, forbid
 
 MISTAKES: dict[str, str] = {
     "S' missing": "the derivative of the activation is missing. The chain rule passes through "

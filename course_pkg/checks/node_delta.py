@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from course_pkg import node_delta as ref
-from course_pkg.grading.feedback import Exercise
-from course_pkg.grading.guard import backward_passes
+from course_pkg.checks.feedback import Exercise
+from course_pkg.checks.guard import backward_passes, withheld
 from course_pkg.network import Network
 
 CHAPTER = "book/node_delta.md"
 SEED = "003_00675a7c1b711b2c.txt"
 FORBIDDEN = (ref.error_signals, ref.update, *backward_passes())
+WITHHELD = withheld(*FORBIDDEN)
 ACTIVATIONS = ("sigmoid", "tanh")
 
 
@@ -170,32 +171,37 @@ NODE_UPDATE = Exercise(
 
 
 # -- the numerical check against the matrix form -----------------------------------------------
-def matrix_step_difference(update: Callable, w: list, x: np.ndarray, t: np.ndarray,
-                           eta: float, transpose: bool = True) -> float:
-    """max over all weights of |node-level update - matrix-form gradient step|."""
+def matrix_step_difference(new_w: Sequence[np.ndarray], W: Sequence[np.ndarray],
+                           dW: Sequence[np.ndarray], eta: float, transpose: bool = True,
+                           sign: float = 1.0) -> float:
+    """max over all weights of |node-level new weights - (W_l - eta dW_l)^T|."""
+    def step(W_l: np.ndarray, dW_l: np.ndarray) -> np.ndarray:
+        new = W_l - sign * eta * dW_l
+        return new.T if transpose else new
+
+    return max(float(np.max(np.abs(step(W_l, dW_l) - w_m)))
+               for w_m, W_l, dW_l in zip(new_w, W, dW, strict=True))
+
+
+def matrix_gradients(w: Sequence[np.ndarray], x: np.ndarray, t: np.ndarray
+                     ) -> list[np.ndarray]:
+    """dE/dW_l of E = 1/2 ||t - a||^2 in the matrix form, from :class:`Network` (no biases)."""
     layout = [w[0].shape[0]] + [w_m.shape[1] for w_m in w]
     net = Network(layout, "sigmoid", "half_squared_error", weights=[w_m.T for w_m in w],
                   biases=[np.zeros(p) for p in layout[1:]])
-    net.train_step(x[None, :], t[None, :], eta)
-    new = update(w, x, t, eta)
-    return max(float(np.max(np.abs((W.T if transpose else W) - w_m)))
-               for W, w_m in zip(net.weights, new, strict=True))
-
-
-def _sigmoid_update(mistake: str | None) -> Callable[..., tuple]:
-    def update(w, x, t, eta):
-        return node_step(w, x, t, eta, "sigmoid", mistake)
-    return update
+    _, dW, _ = net.loss_and_gradients(x[None, :], t[None, :])
+    return [np.asarray(d) for d in dW]
 
 
 def _difference_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
     cases = []
     for layout in _layouts(rng, hidden):
+        w = _weights(rng, layout)
+        x, t = rng.uniform(-1, 1, size=layout[0]), rng.uniform(0, 1, size=layout[-1])
+        eta = float(rng.uniform(0.1, 2.0))
+        W, dW = [w_m.T.copy() for w_m in w], matrix_gradients(w, x, t)
         for mistake in (None, "sign flipped", "S' missing"):
-            eta = float(rng.uniform(0.1, 2.0))
-            cases.append((_sigmoid_update(mistake), _weights(rng, layout),
-                          rng.uniform(-1, 1, size=layout[0]), rng.uniform(0, 1, size=layout[-1]),
-                          eta))
+            cases.append((list(node_step(w, x, t, eta, "sigmoid", mistake)), W, dW, eta))
     return cases
 
 
@@ -203,11 +209,15 @@ MATRIX_STEP = Exercise(
     title="the comparison of the node-level step with the matrix-form step",
     chapter=section("The bridge to the matrix form"),
     correct=matrix_step_difference,
-    mistakes={"transposed": lambda u, w, x, t, eta: matrix_step_difference(u, w, x, t, eta,
-                                                                           transpose=False)},
+    mistakes={
+        "transposed": lambda n, W, dW, eta: matrix_step_difference(n, W, dW, eta,
+                                                                   transpose=False),
+        "sign flipped": lambda n, W, dW, eta: matrix_step_difference(n, W, dW, eta, sign=-1.0),
+    },
     cases=_difference_cases,
-    hint="the check hands your function both right and wrong node-level updates: it must "
-         "return the largest absolute difference it finds, not a fixed number.",
+    hint="the check hands your function both right and wrong node-level weights: it must "
+         "take the matrix-form step W_l - eta dW_l, transpose it, and return the largest "
+         "absolute difference it finds, not a fixed number.",
     forbidden=(),
 )
 
@@ -231,6 +241,6 @@ def check_node_update(student: Callable, seed: int | None = None) -> None:
 
 
 def check_matrix_step_difference(student: Callable, seed: int | None = None) -> None:
-    """Check ``matrix_step_difference(update, w, x, t, eta)`` on right and wrong updates."""
+    """Check ``matrix_step_difference(new_w, W, dW, eta)`` on right and wrong node steps."""
     __tracebackhide__ = True
     MATRIX_STEP.check(student, seed)

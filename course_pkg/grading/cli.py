@@ -73,7 +73,7 @@ def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
     results = autograde(course, args.assignment, workers=args.workers, limits=limits,
                         force=args.force, students=args.student or None,
                         progress=lambda outcome: print(outcome.line(), flush=True),
-                        fork=not args.no_fork)
+                        sandboxed=not args.unsandboxed)
     graded = sum(o.status == "graded" for o in results)
     kept = sum(o.unchanged for o in results)
     print(f"{args.assignment}: {len(results)} submissions, {graded} graded, "
@@ -144,8 +144,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wall-seconds", type=int, default=300,
                    help="seconds per submission (300)")
     p.add_argument("--memory-mb", type=int, default=2048, help="memory per kernel (2048)")
-    p.add_argument("--no-fork", action="store_true",
-                   help="start every kernel from scratch instead of from the fork server")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="grade without the operating-system sandbox (where bubblewrap cannot "
+                        "run); every report line then says UNSANDBOXED")
     p.set_defaults(run=cmd_autograde)
 
     p = sub.add_parser("feedback", help="HTML feedback (nbgrader generate_feedback)")

@@ -16,7 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from course_pkg.grading.course import Course
+from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
 
+MAX_BYTES = 50 * 2**20
+"""A downloaded notebook larger than this is not collected."""
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -47,35 +50,45 @@ def collect(course: Course, assignment: str, downloads: Path) -> list[str]:
     found: dict[str, dict[str, Path]] = {}
     lines: list[str] = []
     for entry in sorted(downloads.iterdir()):
+        if entry.is_symlink():
+            lines.append(f"{one_line(entry.name, 80)}: skipped, a link (links are not followed)")
+            continue
         if entry.is_dir():
-            files = sorted(entry.rglob("*.ipynb"))
-            files = [f for f in files if ".ipynb_checkpoints" not in f.parts]
+            files = [f for f in sorted(entry.rglob("*.ipynb")) if ".ipynb_checkpoints" not in
+                     f.parts and not f.is_symlink() and f.is_file()
+                     and not any(p.is_symlink() for p in f.relative_to(entry).parents
+                                 if p != Path("."))]
             by_name = {f.stem: f for f in files if f.stem in notebooks}
             if not by_name and len(files) == 1 and len(notebooks) == 1:
                 by_name = {notebooks[0]: files[0]}
-                lines.append(f"{entry.name}: filed {files[0].name} as {notebooks[0]}.ipynb")
+                lines.append(f"{one_line(entry.name, 80)}: filed {one_line(files[0].name, 80)} "
+                             f"as {notebooks[0]}.ipynb")
             if not by_name:
-                lines.append(f"{entry.name}: skipped, no notebook named "
+                lines.append(f"{one_line(entry.name, 80)}: skipped, no notebook named "
                              f"{' or '.join(n + '.ipynb' for n in notebooks)}")
                 continue
             found.setdefault(entry.name, {}).update(by_name)
-        elif entry.suffix == ".ipynb":
+        elif entry.suffix == ".ipynb" and entry.is_file():
             owner = _flat_owner(entry, notebooks)
             if owner is None:
-                lines.append(f"{entry.name}: skipped, the name is not <student>_<notebook>.ipynb")
+                lines.append(f"{one_line(entry.name, 80)}: skipped, the name is not "
+                             "<student>_<notebook>.ipynb")
                 continue
             found.setdefault(owner[0], {})[owner[1]] = entry
     for student, files in sorted(found.items()):
         if not STUDENT_ID.match(student):
-            lines.append(f"{student}: skipped, not a valid student id")
+            lines.append(f"{one_line(student, 80)}: skipped, not a valid student id")
             continue
         target = course.folder("submitted", assignment, student)
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        latest = max(f.stat().st_mtime for f in files.values())
+        latest = max(f.lstat().st_mtime for f in files.values())
         for name, source in files.items():
-            shutil.copy2(source, target / f"{name}.ipynb")
+            try:
+                (target / f"{name}.ipynb").write_bytes(read_regular(source, MAX_BYTES))
+            except UnsafeFile as err:
+                lines.append(f"{student}: {name}.ipynb skipped: {err}")
         stamp = datetime.fromtimestamp(latest, tz=timezone.utc)
         (target / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
         lines.append(f"{student}: collected {', '.join(sorted(files))}")

@@ -18,17 +18,32 @@ import os
 from pathlib import Path
 from typing import Any
 
+from course_pkg.grading.untrusted import UnsafeFile, read_regular, regular_files
+
 FILE_NAME = "grading_manifest.json"
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 """Part of every hash: bump it when a change of the pipeline must regrade every submission."""
 
 
-def hash_folder(folder: Path, salt: str = "") -> str:
-    """SHA-256 of every file under ``folder`` (relative names and contents), plus ``salt``."""
+def hash_folder(folder: Path, salt: str = "", max_bytes: int = 64 * 2**20) -> str:
+    """SHA-256 of the entries of ``folder`` (names, and contents of regular files), plus ``salt``.
+
+    Nothing is followed: a link or a sub-folder counts by its name and kind, a file over
+    ``max_bytes`` by its size (a submission controls all of these).
+    """
     digest = hashlib.sha256(f"{PIPELINE_VERSION}\0{salt}\0".encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    try:
+        regular, other = regular_files(folder)
+    except UnsafeFile:
+        return digest.hexdigest() + "-unreadable"
+    for name in regular:
+        try:
+            content = hashlib.sha256(read_regular(folder / name, max_bytes)).hexdigest()
+        except UnsafeFile as err:
+            content = str(err)
+        digest.update(f"file\0{name}\0{content}\0".encode("utf-8", "replace"))
+    for name in other:
+        digest.update(f"other\0{name}\0".encode("utf-8", "replace"))
     return digest.hexdigest()
 
 

@@ -9,7 +9,9 @@
    file or a notebook of another assignment is "not graded", with the reason;
 3. the sanitised notebooks go to one of a few worker processes
    (:mod:`course_pkg.grading.worker`), each running nbgrader's own autograde in a private copy
-   of the course, in a kernel with limits and a guard (:mod:`course_pkg.grading.sandbox`);
+   of the course, with its execute step split across the sandbox wall: the student's cells run
+   in an operating-system sandbox (:mod:`course_pkg.grading.sandbox`), the tests in the worker
+   (:mod:`course_pkg.grading.trusted`);
 4. the pipeline, alone, writes the scores to the instructor's gradebook, copies the autograded
    notebooks back (so that ``nbgrader generate_feedback`` and the formgrader see them), and
    records the outcome in the manifest.
@@ -20,6 +22,7 @@ Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is it
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import queue
 import re
@@ -40,8 +43,10 @@ from course_pkg.grading.course import (
     write_submission,
 )
 from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
-from course_pkg.grading.preflight import assignment_spec, check_submission, kernel_cells
-from course_pkg.grading.sandbox import Limits
+from course_pkg.grading.preflight import assignment_spec, check_submission
+from course_pkg.grading.sandbox import Limits, bwrap_path
+from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
+from course_pkg.grading.withheld import build, checks_modules, withheld_names
 from course_pkg.grading.worker import WorkerError, WorkerHandle
 
 MISTAKE_TAG = re.compile(r"\[mistake: ([^\]]+)\]")
@@ -68,18 +73,26 @@ class Outcome:
     feedback: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     hash: str = ""
+    sandboxed: bool = True
     unchanged: bool = False
 
     def line(self) -> str:
-        """The report line: score or "not graded: <reason>", then what happened to it."""
+        """The report line: score or "not graded: <reason>", then what happened to it.
+
+        Every part that a submission could influence (the student id, messages, notes) is
+        made one line (:func:`course_pkg.grading.untrusted.one_line`), so none can forge a line.
+        """
+        student = one_line(self.student, 80)
         if self.status == "graded":
-            head = f"{self.student}: {self.score:g}/{self.max_score:g}"
+            head = f"{student}: {self.score:g}/{self.max_score:g}"
         else:
-            head = f"{self.student}: not graded: {self.reason}"
+            head = f"{student}: not graded: {one_line(self.reason)}"
         if self.unchanged:
             head += " (unchanged since the last run: grade kept)"
-        details = [f"{cell} failed: {self.feedback.get(cell) or tag}"
-                   for cell, tag in self.mistakes.items()] + self.notes
+        if not self.sandboxed:
+            head += " [UNSANDBOXED: graded with --unsandboxed, no isolation]"
+        details = [f"{one_line(cell, 80)} failed: {one_line(self.feedback.get(cell) or tag)}"
+                   for cell, tag in self.mistakes.items()] + [one_line(n) for n in self.notes]
         return "\n".join([head] + [f"    - {d}" for d in details])
 
     def entry(self) -> dict[str, Any]:
@@ -101,7 +114,7 @@ def autograde(
     force: bool = False,
     students: list[str] | None = None,
     progress: Callable[[Outcome], None] | None = None,
-    fork: bool = True,
+    sandboxed: bool = True,
 ) -> list[Outcome]:
     """Autograde every submission of ``assignment`` (or only ``students``); see the module doc.
 
@@ -113,12 +126,15 @@ def autograde(
         Regrade unchanged submissions too.
     progress
         Called with each :class:`Outcome` as soon as it is recorded.
-    fork
-        Start kernels from a fork server that has imported the heavy modules once
-        (:mod:`course_pkg.grading.forkserver`); False starts each kernel from scratch.
+    sandboxed
+        False grades without the operating-system sandbox (``--unsandboxed``); every outcome
+        says so. True refuses to start where no sandbox can
+        (:class:`~course_pkg.grading.sandbox.SandboxUnavailable`).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if sandboxed:
+        bwrap_path()
     limits = limits or Limits()
     ensure_tools_on_path()
     spec = assignment_spec(course.db_url, assignment)
@@ -138,17 +154,26 @@ def autograde(
         except BlockingIOError:
             raise ValueError(f"another `course autograde {assignment}` is running on "
                              f"{course.root}") from None
+        job = _job(work, spec, sandboxed)
         return _autograde(course, assignment, spec, known, manifest, work, limits, workers,
-                          force, progress, fork)
+                          force, progress, job)
+
+
+def _job(work: Path, spec: dict[str, Any], sandboxed: bool) -> dict[str, Any]:
+    """What every worker needs: the withheld package, the assignment's cells, sandboxing."""
+    instructor = [c["source"] for nb in spec.values() for c in nb["cells"].values()
+                  if c["locked"] and c["cell_type"] == "code" and not c["solution"]]
+    package = build(work / "package", withheld_names(checks_modules(instructor)))
+    return {"package": str(package), "spec": spec, "sandboxed": sandboxed}
 
 
 def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: list[str],
                manifest: Manifest, work: Path, limits: Limits, workers: int, force: bool,
-               progress: Callable[[Outcome], None] | None, fork: bool) -> list[Outcome]:
+               progress: Callable[[Outcome], None] | None, job: dict[str, Any]
+               ) -> list[Outcome]:
     max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
-    salt = hash_json(spec)
-    cells = _merged_kernel_cells(spec)
-    recorder = _Recorder(course, assignment, manifest, max_score, progress)
+    salt = hash_json({"spec": spec, "sandboxed": job["sandboxed"]})
+    recorder = _Recorder(course, assignment, manifest, max_score, progress, job["sandboxed"])
     in_gradebook = set(gradebook_students(course.db_url, assignment))
     tasks: queue.Queue[dict[str, Any]] = queue.Queue()
     for student in known:
@@ -165,34 +190,33 @@ def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: lis
             continue
         staging = work / "staging" / student
         _stage(staging, folder, checked.notebooks)
-        tasks.put({"student": student, "staging": str(staging), "cells": cells,
-                   "hash": digest, "notes": checked.notes})
-    _run_workers(tasks, work, course, assignment, limits, workers, recorder, fork)
+        tasks.put({"student": student, "staging": str(staging), "hash": digest,
+                   "notes": checked.notes})
+    _run_workers(tasks, work, course, assignment, limits, workers, recorder, job)
     return [recorder.outcomes[s] for s in known]
 
 
-def _merged_kernel_cells(spec: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {"instructor_cells": [], "grade_cells": {}}
-    for notebook in spec.values():
-        cells = kernel_cells(notebook)
-        merged["instructor_cells"] += cells["instructor_cells"]
-        merged["grade_cells"].update(cells["grade_cells"])
-    return merged
+TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]+( ?[A-Z]{2,5}|[+-][0-9:]+)?\s*$")
 
 
 def _stage(staging: Path, folder: Path, notebooks: dict[str, Any]) -> None:
+    """The sanitised notebooks and a checked ``timestamp.txt`` (never through a link)."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     for name, notebook in notebooks.items():
         nbformat.write(notebook, staging / f"{name}.ipynb")
-    if (folder / "timestamp.txt").is_file():
-        shutil.copy(folder / "timestamp.txt", staging / "timestamp.txt")
+    try:
+        stamp = read_regular(folder / "timestamp.txt", 100).decode("ascii")
+    except (UnsafeFile, UnicodeDecodeError):
+        return
+    if TIMESTAMP.match(stamp):
+        (staging / "timestamp.txt").write_text(stamp.strip())
 
 
 def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
                  assignment: str, limits: Limits, workers: int, recorder: _Recorder,
-                 fork: bool) -> None:
+                 job: dict[str, Any]) -> None:
     count = min(workers, tasks.qsize())
 
     def serve(handle: WorkerHandle) -> None:
@@ -203,18 +227,22 @@ def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
                 except queue.Empty:
                     return
                 try:
-                    answer = handle.grade({k: task[k] for k in ("student", "staging", "cells")})
+                    answer = handle.grade({k: task[k] for k in ("student", "staging")})
                 except WorkerError as err:
                     answer = {"student": task["student"], "success": False,
-                              "stopped": err.reason, "guard": []}
+                              "stopped": err.reason, "events": []}
                 recorder.graded(task, answer)
         finally:
             handle.stop()
 
     run = work / f"run-{os.getpid()}"
-    threads = [threading.Thread(target=serve, args=(WorkerHandle(
-        run / f"worker-{i}", course, assignment, limits, fork),), daemon=True)
-        for i in range(count)]
+    run.mkdir(parents=True, exist_ok=True)
+    handles = []
+    for slot in range(count):
+        path = run / f"job-{slot}.json"
+        path.write_text(json.dumps({**job, "slot": slot}))
+        handles.append(WorkerHandle(run / f"worker-{slot}", course, assignment, limits, path))
+    threads = [threading.Thread(target=serve, args=(handle,), daemon=True) for handle in handles]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -226,9 +254,9 @@ class _Recorder:
     """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time."""
 
     def __init__(self, course: Course, assignment: str, manifest: Manifest, max_score: float,
-                 progress: Callable[[Outcome], None] | None) -> None:
+                 progress: Callable[[Outcome], None] | None, sandboxed: bool = True) -> None:
         self.course, self.assignment, self.manifest = course, assignment, manifest
-        self.max_score, self.progress = max_score, progress
+        self.max_score, self.progress, self.sandboxed = max_score, progress, sandboxed
         self.outcomes: dict[str, Outcome] = {}
         self.lock = threading.Lock()
 
@@ -242,11 +270,11 @@ class _Recorder:
                 shutil.rmtree(self.course.folder(kind, self.assignment, student),
                               ignore_errors=True)
             self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
-                               notes[:MAX_NOTES], hash=digest))
+                               notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed))
 
     def graded(self, task: dict[str, Any], answer: dict[str, Any]) -> None:
         student = task["student"]
-        notes = list(task["notes"]) + guard_notes(answer.get("guard", []))
+        notes = list(task["notes"]) + event_notes(answer.get("events", []))
         if not answer.get("success"):
             reason = answer.get("stopped") or failure_reason(
                 f"{answer.get('log') or ''}\n{answer.get('error') or ''}")
@@ -255,12 +283,6 @@ class _Recorder:
         source = Path(answer["autograded"])
         mistakes, feedback, run_notes = read_autograded(source)
         grades = answer["grades"]
-        for cell in patched_tests(answer.get("guard", [])):
-            for record in grades["notebooks"].values():
-                if cell in record["grades"]:
-                    record["grades"][cell]["auto_score"] = 0.0
-                    mistakes.setdefault(cell, "patched the tests")
-                    feedback.setdefault(cell, "the code under test changed what the test uses")
         manual = sorted(cell for record in grades["notebooks"].values()
                         for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
         if manual:
@@ -273,7 +295,7 @@ class _Recorder:
             shutil.copytree(source, target)
             self._done(Outcome(student, "graded", score, self.max_score, "",
                                (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
-                               answer.get("seconds", 0.0), task["hash"]))
+                               answer.get("seconds", 0.0), task["hash"], self.sandboxed))
 
     def _done(self, outcome: Outcome, record: bool = True) -> None:
         if record:
@@ -324,9 +346,6 @@ def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[
             label = meta.get("grade_id") or f"cell #{index + 1}"
             if error.get("ename") == "KeyboardInterrupt":
                 notes.append(f"{path.stem}: {label} was stopped at the time limit per cell")
-            elif error.get("ename") == "CellTimeoutError":
-                notes.append(f"{path.stem}: {label} was stopped at the time limit per cell and "
-                             "ignored the interrupt: the cells after it were not run")
             elif error.get("ename") == "MemoryError":
                 notes.append(f"{path.stem}: {label} ran out of memory (limit per kernel)")
             if meta.get("grade") and not meta.get("solution"):
@@ -339,35 +358,17 @@ def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[
     return mistakes, feedback, notes
 
 
-def guard_notes(events: list[dict[str, Any]]) -> list[str]:
-    """Report lines for what the kernel guard refused or put back."""
-    notes = []
+def event_notes(events: list[dict[str, Any]]) -> list[str]:
+    """Report lines for what the trusted execute step saw: a stopped kernel, tests not run."""
+    notes: list[str] = []
+    not_run = [e.get("cell", "?") for e in events if e.get("event") == "not run"]
     for event in events:
-        kind, what = event.get("event"), event.get("what", "")
-        if kind == "blocked":
-            line = f"refused at run time: {what}"
-        elif kind == "restored":
-            line = f"put back before a cell ran: {what} (changed by the student's code)"
-        elif kind == "patched during test":
-            line = f"the code under test changed {what}: that test gets no credit"
-        elif kind == "capped":
-            line = f"output cut: {what}"
-        else:
-            continue
-        if line not in notes:
-            notes.append(line)
+        if event.get("event") == "kernel stopped":
+            notes.append(str(event.get("what", "")))
+    if not_run:
+        notes.append(f"tests not run because the kernel had stopped (they score 0): "
+                     f"{', '.join(map(str, not_run))}")
     return notes
-
-
-def patched_tests(events: list[dict[str, Any]]) -> set[str]:
-    """The test cells during which the student's code changed something the tests rely on."""
-    cells = set()
-    for event in events:
-        if event.get("event") == "patched during test":
-            found = re.search(r"\[([^\]]+)\]$", event.get("what", ""))
-            if found:
-                cells.add(found.group(1))
-    return cells
 
 
 def outcomes(course: Course, assignment: str) -> list[Outcome]:

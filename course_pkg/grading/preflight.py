@@ -10,7 +10,8 @@ module does, is:
   can say "not graded: <reason>" instead of a silent 0;
 * strip nbgrader metadata that names cells the assignment does not have (a forged test cell);
 * copy only the assignment's notebooks to the folder that will be graded (a ``numpy.py``
-  shipped next to the notebook would shadow NumPy in the kernel);
+  shipped next to the notebook would shadow NumPy in the kernel), reading only regular files
+  under the size cap and never following a link that the submission made;
 * say, in one line each, what was restored or flagged, so that the report can tell the student.
 
 The outcome is a :class:`Preflight`: the sanitised notebooks to grade, or the reason not to.
@@ -18,7 +19,6 @@ The outcome is a :class:`Preflight`: the sanitised notebooks to grade, or the re
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,28 +27,10 @@ from typing import Any
 
 import nbformat
 
+from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular, regular_files
+
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?",
                           re.DOTALL | re.MULTILINE)
-PROTECTED_MODULES = ("numpy", "course_pkg", "math", "builtins", "sys", "os", "importlib")
-SUSPICIOUS_CALLS = {
-    "setattr": "sets an attribute by name",
-    "delattr": "deletes an attribute by name",
-    "exec": "runs generated code",
-    "eval": "evaluates generated code",
-    "__import__": "imports by name",
-}
-SUSPICIOUS_NAMES = {
-    "ctypes": "loads C libraries",
-    "_posixsubprocess": "starts processes",
-    "subprocess": "starts processes",
-    "__builtins__": "touches the builtins",
-    "builtins": "touches the builtins",
-    "addaudithook": "adds an audit hook",
-    "modules": None,  # only as sys.modules, below
-    "events": None,  # only as get_ipython().events
-}
-
-
 @dataclass
 class Preflight:
     """What pre-flight decided for one submission.
@@ -100,25 +82,22 @@ def without_hidden_tests(source: str) -> str:
     return HIDDEN_TESTS.sub("", source)
 
 
-def kernel_cells(notebook_spec: dict[str, Any]) -> dict[str, Any]:
-    """The instructor's locked code cells and the test cells, in the form the guard reads."""
-    cells = notebook_spec["cells"].values()
-    return {
-        "instructor_cells": [c["source"] for c in cells
-                             if c["locked"] and c["cell_type"] == "code" and not c["solution"]],
-        "grade_cells": {c["source"]: name for name, c in notebook_spec["cells"].items()
-                        if c["grade"] and c["cell_type"] == "code" and not c["solution"]},
-    }
-
-
 def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Preflight:
     """Read every notebook the assignment expects from ``folder``; see the module docstring."""
     result = Preflight()
-    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    try:
+        present, links = regular_files(folder)
+    except UnsafeFile as err:
+        result.reason = str(err)
+        return result
     expected = [f"{name}.ipynb" for name in spec]
-    extra = [name for name in present if name not in expected and name != "timestamp.txt"]
+    if links:
+        result.notes.append(f"ignored what is not a regular file (links, folders): "
+                            f"{', '.join(one_line(n, 60) for n in links[:8])}")
+    extra = [one_line(name, 60) for name in present
+             if name not in expected and name != "timestamp.txt"]
     if not any(name in present for name in expected):
-        found = ", ".join(present) or "nothing"
+        found = ", ".join(one_line(n, 60) for n in (present + links)[:8]) or "nothing"
         result.reason = (f"no notebook named {' or '.join(expected)} in the submission "
                          f"(found: {found})")
         return result
@@ -127,7 +106,7 @@ def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Pref
                             f"{', '.join(extra)}")
     for name, notebook_spec in spec.items():
         path = folder / f"{name}.ipynb"
-        if not path.exists():
+        if f"{name}.ipynb" not in present:
             result.notes.append(f"{name}.ipynb is missing: its exercises score 0")
             continue
         notebook, reason = _read_notebook(path, max_bytes)
@@ -137,16 +116,19 @@ def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Pref
             result.reason = reason
             result.notebooks.clear()
             return result
+        # No notebook-level metadata of the student's reaches nbgrader or a page (widget
+        # state, for one, would load scripts): only what names the kernel and the language.
+        notebook.metadata = nbformat.from_dict({k: v for k, v in notebook.metadata.items()
+                                                if k in ("kernelspec", "language_info")})
         result.notebooks[name] = notebook
     return result
 
 
 def _read_notebook(path: Path, max_bytes: int) -> tuple[Any, str | None]:
-    size = path.stat().st_size
-    if size > max_bytes:
-        return None, (f"{path.name} is {size / 2**20:.1f} MiB, over the "
-                      f"{max_bytes / 2**20:.0f} MiB limit for a notebook file")
-    raw = path.read_bytes()
+    try:
+        raw = read_regular(path, max_bytes)
+    except UnsafeFile as err:
+        return None, f"{err} (the limit for a notebook file)"
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
@@ -168,7 +150,8 @@ def _read_notebook(path: Path, max_bytes: int) -> tuple[Any, str | None]:
 
 def _grade_id(cell: Any) -> str | None:
     meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta.get("grade_id") if isinstance(meta, dict) else None
+    grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+    return grade_id if isinstance(grade_id, str) else None
 
 
 def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str]) -> str | None:
@@ -179,6 +162,8 @@ def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str
         cell.pop("outputs", None) if cell.cell_type != "code" else cell.update(outputs=[])
         grade_id = _grade_id(cell)
         if grade_id is None:
+            if "nbgrader" in cell.metadata:  # malformed nbgrader metadata: a plain cell
+                cell.metadata.pop("nbgrader")
             continue
         if grade_id not in cells:
             foreign.append(grade_id)
@@ -212,7 +197,6 @@ def _check_cells(notebook: Any, spec: dict[str, Any], name: str, notes: list[str
             continue
         if info["locked"]:
             _compare_locked(notebook, grade_id, info, name, what, notes)
-    notes.extend(f"{name}: {line}" for line in scan_student_code(notebook, spec))
     return None
 
 
@@ -230,109 +214,3 @@ def _compare_locked(notebook: Any, grade_id: str, info: dict[str, Any], name: st
 
 def _normalise(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
-
-
-def _parse(source: str) -> ast.Module | None:
-    lines = [("pass" if line.lstrip().startswith(("%", "!")) else line)
-             for line in source.splitlines()]
-    try:
-        return ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
-
-
-def _instructor_names(spec: dict[str, Any]) -> set[str]:
-    names: set[str] = set()
-    for info in spec["cells"].values():
-        if info["locked"] and info["cell_type"] == "code":
-            tree = _parse(info["source"])
-            for node in tree.body if tree else []:
-                if isinstance(node, (ast.Import, ast.ImportFrom)):
-                    names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-                elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                    names.add(node.name)
-    return names
-
-
-def scan_student_code(notebook: Any, spec: dict[str, Any]) -> list[str]:
-    """Flag, in words, what the student's own cells do that could game the tests.
-
-    Nothing here changes the grade: the guard in the kernel undoes patches and refuses file
-    access at run time; these lines tell the instructor what to look at.
-    """
-    protected_names = _instructor_names(spec)
-    locked = {gid for gid, c in spec["cells"].items() if c["locked"]}
-    findings: list[str] = []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code" or _grade_id(cell) in locked:
-            continue
-        tree = _parse(cell.source)
-        if tree is None:
-            continue
-        aliases = _module_aliases(tree) | {"np", "numpy", "cp", "course_pkg", "math", "builtins"}
-        label = _grade_id(cell) or f"#{index + 1}"
-        for message in _findings(tree, aliases, protected_names):
-            line = f"flagged code in cell {label}: {message}"
-            if line not in findings:
-                findings.append(line)
-    return findings
-
-
-def _module_aliases(tree: ast.Module) -> set[str]:
-    aliases = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            aliases |= {(a.asname or a.name).split(".")[0] for a in node.names
-                        if a.name.split(".")[0] in PROTECTED_MODULES}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
-                PROTECTED_MODULES):
-            aliases |= {a.asname or a.name for a in node.names}
-    return aliases
-
-
-def _root_name(node: ast.AST) -> str | None:
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def _findings(tree: ast.Module, aliases: set[str], protected: set[str]) -> list[str]:
-    out = []
-    for node in ast.walk(tree):
-        targets: list[ast.AST] = []
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-        for target in targets:
-            if isinstance(target, ast.Attribute) and _root_name(target) in aliases:
-                out.append(f"assigns {ast.unparse(target)} (patched library code is put back "
-                           f"before every cell)")
-            elif isinstance(target, ast.Name) and target.id in protected:
-                out.append(f"redefines {target.id}, which the tests use (the original is put "
-                           f"back before every cell)")
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in protected:
-            out.append(f"redefines {node.name}, which the tests use (the original is put back "
-                       f"before every cell)")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in SUSPICIOUS_CALLS:
-                out.append(f"calls {node.func.id}: {SUSPICIOUS_CALLS[node.func.id]}")
-            if node.func.id == "open" and node.args and _outside_path(node.args[0]):
-                out.append(f"opens {ast.unparse(node.args[0])}, outside its folder (refused)")
-        if isinstance(node, ast.Attribute) and node.attr == "modules" and (
-                _root_name(node) == "sys"):
-            out.append("touches sys.modules")
-        if isinstance(node, ast.Attribute) and node.attr == "events":
-            out.append("touches IPython's events")
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] + [node.module or ""] if isinstance(
-                node, ast.ImportFrom) else [a.name for a in node.names]
-            for module in names:
-                root = module.split(".")[0]
-                if root in SUSPICIOUS_NAMES and SUSPICIOUS_NAMES[root]:
-                    out.append(f"imports {root}: {SUSPICIOUS_NAMES[root]}")
-    return out
-
-
-def _outside_path(node: ast.AST) -> bool:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value.startswith(("/", "~")) or ".." in re.split(r"[\\/]", node.value)
-    return False

@@ -21,7 +21,6 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -37,6 +36,8 @@ WORKER_MEMORY_BYTES = 6 * 2**30
 STARTUP_SECONDS = 20.0
 """Added to the first deadline of a fresh worker, which imports nbgrader before it grades."""
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 class WorkerError(RuntimeError):
     """The worker died or ran past its wall-clock limit; ``reason`` says which."""
@@ -50,9 +51,9 @@ class WorkerHandle:
     """The pipeline's side of one worker process (start, send a task, wait, kill, restart)."""
 
     def __init__(self, root: Path, course: Course, assignment: str,
-                 limits: sandbox.Limits, fork: bool = True) -> None:
+                 limits: sandbox.Limits, job: Path) -> None:
         self.root, self.course, self.assignment, self.limits = root, course, assignment, limits
-        self.fork = fork
+        self.job = job
         self.process: subprocess.Popen[bytes] | None = None
         self.reader: int | None = None
         self.buffer = b""
@@ -63,7 +64,7 @@ class WorkerHandle:
         command = [sys.executable, "-m", "course_pkg.grading.worker", "--root", str(self.root),
                    "--course", str(self.course.root), "--assignment", self.assignment,
                    "--limits", json.dumps(self.limits.to_json()), "--result-fd", str(result_fd)]
-        return command if self.fork else [*command, "--no-fork"]
+        return [*command, "--job", str(self.job)]
 
     def start(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -139,22 +140,12 @@ class Worker:
     """The worker process's side: a private course directory and nbgrader's autograde."""
 
     def __init__(self, root: Path, main: Course, assignment: str, limits: sandbox.Limits,
-                 fork: bool = True) -> None:
+                 job: dict[str, Any]) -> None:
         self.root, self.main, self.assignment, self.limits = root, main, assignment, limits
-        self.fork = fork
-        os.environ.update({name: "1" for name in sandbox.THREAD_VARIABLES})
-        if fork:  # before anything starts a thread: the server forks kernels from itself
-            from course_pkg.grading import forkserver
-
-            forkserver.server()
+        self.job = job
+        os.environ.update({name: "1" for name in THREAD_VARIABLES})
         self.course = Course(root / "course")
         self._build_course()
-        # Kernel connection files live here, not in the per-submission HOME that is deleted.
-        os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
-        # The worker's own temporary files (kernel connection files) too: TMPDIR changes
-        # with every submission, and tempfile would otherwise cache the first one.
-        (root / "tmp").mkdir(exist_ok=True)
-        tempfile.tempdir = str(root / "tmp")
         self.api = self._api()
 
     def _build_course(self) -> None:
@@ -166,48 +157,43 @@ class Worker:
         source = self.main.root / "source" / self.assignment
         shutil.copytree(source, course / "source" / self.assignment,
                         ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
-        (self.root / "logs").mkdir(exist_ok=True)
-        (self.root / "homes").mkdir(exist_ok=True)
 
     def _api(self) -> Any:
         from nbgrader.apps import NbGraderAPI
+        from nbgrader.converters import Autograde
         from nbgrader.coursedir import CourseDirectory
+        from nbgrader.preprocessors import Execute
+
+        from course_pkg.grading.trusted import TrustedExecute
 
         config = load_config(self.main.root)
         config.CourseDirectory.root = str(self.course.root)
         config.CourseDirectory.db_url = self.course.db_url
-        config.Execute.timeout = self.limits.cell_timeout
         config.LimitOutput.max_lines = self.limits.max_output_lines
         config.OverwriteCells.add_missing_cells = True
-        from nbgrader.converters import Autograde
-        from nbgrader.preprocessors import Execute
-
-        from course_pkg.grading.execute import GradingExecute
-        from course_pkg.grading.forkserver import ForkExecute
-
-        executor = ForkExecute if self.fork else GradingExecute
+        config.TrustedExecute.package = self.job["package"]
+        config.TrustedExecute.spec = self.job["spec"]
+        config.TrustedExecute.limits = self.limits.to_json()
+        config.TrustedExecute.sandboxed = self.job["sandboxed"]
+        config.TrustedExecute.slot = self.job["slot"]
+        config.TrustedExecute.workdir = "" if self.job["sandboxed"] else str(self.root / "plain")
         config.Autograde.autograde_preprocessors = [
-            executor if p is Execute else p
+            TrustedExecute if p is Execute else p
             for p in Autograde.class_traits()["autograde_preprocessors"].default()]
         coursedir = CourseDirectory(config=config)
         return NbGraderAPI(coursedir=coursedir, config=config)
 
     def run(self, task: dict[str, Any]) -> dict[str, Any]:
+        from course_pkg.grading.trusted import TrustedExecute
+
         student = task["student"]
         submitted = self.course.root / "submitted" / student
         autograded = self.course.root / "autograded" / student
-        for folder in (submitted, autograded):
+        for folder in (submitted, autograded, self.root / "plain"):
             if folder.exists():
                 shutil.rmtree(folder)
         shutil.copytree(task["staging"], submitted / self.assignment)
-        own = autograded / self.assignment
-        own.mkdir(parents=True)
-        log_file = self.root / "logs" / f"{student}.jsonl"
-        log_file.unlink(missing_ok=True)
-        env = sandbox.prepare_home(
-            self.root / "homes" / student, own, [self.main.root, self.root], self.limits,
-            log_file, task["cells"])
-        sandbox.apply_environment(env)
+        TrustedExecute.events.clear()
         started = time.monotonic()
         outcome = self.api.autograde(self.assignment, student, force=True, create=True)
         answer: dict[str, Any] = {
@@ -216,23 +202,12 @@ class Worker:
             "seconds": round(time.monotonic() - started, 3),
             "error": (outcome.get("error") or "")[-2000:],
             "log": (outcome.get("log") or "")[-4000:],
-            "guard": _read_events(log_file),
-            "autograded": str(own),
+            "events": list(TrustedExecute.events),
+            "autograded": str(autograded / self.assignment),
         }
         if answer["success"]:
             answer["grades"] = read_submission(self.course.db_url, self.assignment, student)
-        shutil.rmtree(self.root / "homes" / student, ignore_errors=True)
         return answer
-
-
-def _read_events(log_file: Path) -> list[dict[str, Any]]:
-    if not log_file.exists():
-        return []
-    events = []
-    for line in log_file.read_text(errors="replace").splitlines()[:200]:
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,18 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", required=True)
     parser.add_argument("--limits", required=True)
     parser.add_argument("--result-fd", type=int, required=True)
-    parser.add_argument("--no-fork", action="store_true", help="start kernels with Popen")
+    parser.add_argument("--job", type=Path, required=True,
+                        help="JSON: the withheld package, the assignment's cells, sandboxing")
     args = parser.parse_args(argv)
     # `python -m` put the launching folder (often the course directory) first on sys.path;
-    # kernels forked from this process would inherit it.
+    # the kernels' own sys.path must not see it either.
     if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
         sys.path.pop(0)
     args.root.mkdir(parents=True, exist_ok=True)
     os.chdir(args.root)
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
     limits = sandbox.Limits(**json.loads(args.limits))
-    worker = Worker(args.root, Course(args.course), args.assignment, limits,
-                    fork=not args.no_fork)
+    job = json.loads(args.job.read_text())
+    worker = Worker(args.root, Course(args.course), args.assignment, limits, job)
     with os.fdopen(args.result_fd, "w", buffering=1) as results:
         for line in sys.stdin:
             task = json.loads(line)
@@ -261,12 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = worker.run(task)
             except Exception:  # noqa: BLE001 - reported to the pipeline, the batch goes on
                 answer = {"student": task.get("student"), "success": False,
-                          "error": traceback.format_exc()[-2000:], "guard": []}
+                          "error": traceback.format_exc()[-2000:], "events": []}
             results.write(json.dumps(answer) + "\n")
-    if worker.fork:  # wait for the fork server, so that the kernels' CPU time is accounted
-        from course_pkg.grading import forkserver
-
-        forkserver.server().close()
     return 0
 
 

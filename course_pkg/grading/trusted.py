@@ -1,0 +1,243 @@
+"""The trusted half of autograding: nbgrader's execute step, split across the sandbox wall.
+
+:class:`TrustedExecute` replaces nbgrader's ``Execute`` preprocessor in the ``Autograde``
+converter (the rest of nbgrader's chain is unchanged: it restores the instructor's cells before,
+and scores the outputs after). It walks the notebook:
+
+* the student's cells, and every other cell that is not a test, run in the submission's
+  :class:`~course_pkg.grading.sandbox.SandboxedKernel`; their outputs come back as hostile data
+  and are cleaned (:mod:`course_pkg.grading.untrusted`);
+* the instructor's setup cells run in the kernel without their imports of the checks, and, as
+  released, in the grader's own namespace;
+* the test cells run here, in the grader's process, from the gradebook's copy of their source
+  (hidden tests included). Each name a test uses that the instructor's cells did not define is
+  looked up in the student's kernel: a function becomes a :class:`RemoteFunction`, which calls
+  the student's function in the sandbox on the arguments the check chose and decodes the reply
+  (plain data only); a value is fetched as plain data. The test's outputs are the grader's
+  own: nothing the student's code prints, patches or registers can change them.
+
+A kernel that dies or is stopped ends the sandbox; the cells after it are marked as not run,
+with the reason, and each test after it fails saying so.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors.base import NbGraderPreprocessor
+from traitlets import Bool, Dict, Int, Unicode
+
+from course_pkg.checks.guard import ReferenceUsedError
+from course_pkg.grading.sandbox import KernelStopped, Limits, SandboxedKernel
+from course_pkg.grading.untrusted import clean_markdown, clean_outputs, one_line
+from course_pkg.grading.withheld import sandbox_source
+from course_pkg.sandbox import wire
+
+MAX_PRINTED = 2_000
+
+
+class StudentError(Exception):
+    """The student's function raised ``ename: evalue`` inside the sandbox."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(f"{ename}: {evalue}" if evalue else ename)
+        self.ename, self.evalue = ename, evalue
+
+
+class RemoteFunction:
+    """A student's function, called in the sandbox with arguments chosen here."""
+
+    def __init__(self, kernel: SandboxedKernel, name: str, printed: list[str]) -> None:
+        self.kernel, self.__name__, self.printed = kernel, name, printed
+        self.__qualname__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        timeout = self.kernel.limits.cell_timeout
+        reply = self.kernel.request({"op": "call", "name": self.__name__,
+                                     "args": wire.encode(list(args)),
+                                     "kwargs": wire.encode(kwargs), "timeout": timeout},
+                                    timeout + 5)
+        printed = reply.get("printed")
+        if isinstance(printed, str) and printed and sum(map(len, self.printed)) < MAX_PRINTED:
+            self.printed.append(printed[:MAX_PRINTED])
+        if reply.get("ok") is True:
+            try:
+                return wire.decode(reply.get("value"))
+            except wire.WireError as err:
+                raise StudentError("TypeError", f"it returned {err}") from None
+        ename, evalue = one_line(reply.get("ename"), 80), one_line(reply.get("evalue"), 300)
+        if ename == "NotImplementedError":
+            raise NotImplementedError(evalue)
+        if ename == "WithheldError":
+            raise ReferenceUsedError(evalue.split(" is withheld")[0])
+        raise StudentError(ename, evalue)
+
+    def __repr__(self) -> str:
+        return f"<the student's function {self.__name__}>"
+
+
+def free_names(source: str) -> list[str]:
+    """Names that ``source`` reads but neither binds nor finds among the builtins."""
+    tree = ast.parse(source)
+    loaded, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loaded.append(node.id)
+            else:
+                bound.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return sorted({n for n in loaded if n not in bound and not hasattr(builtins, n)})
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    """An nbformat error output, as a failing cell has."""
+    return nbformat.from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
+                               "traceback": [f"{ename}: {evalue}"]})
+
+
+def stream(text: str) -> NotebookNode:
+    return nbformat.from_dict({"output_type": "stream", "name": "stdout", "text": text})
+
+
+class TrustedExecute(NbGraderPreprocessor):
+    """nbgrader's execute step with the test cells run outside the sandbox (module doc)."""
+
+    package = Unicode("", help="Folder of the withheld course_pkg bound into the sandbox"
+                      ).tag(config=True)
+    limits = Dict({}, help="Limits of the submission (course_pkg.grading.sandbox.Limits)"
+                  ).tag(config=True)
+    spec = Dict({}, help="The assignment's cells from the gradebook, per notebook"
+                ).tag(config=True)
+    sandboxed = Bool(True, help="False: run the kernel without a sandbox").tag(config=True)
+    slot = Int(0, help="Worker slot (the sandbox's user id when run as root)").tag(config=True)
+    workdir = Unicode("", help="Scratch folder of an unsandboxed kernel").tag(config=True)
+
+    events: list[dict[str, Any]] = []
+    """What happened to the notebooks graded since the worker last emptied this list."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]
+                   ) -> tuple[NotebookNode, dict[str, Any]]:
+        name = resources["nbgrader"]["notebook"]
+        cells = self.spec.get(name, {}).get("cells", {})
+        limits = Limits(**self.limits)
+        self.namespace: dict[str, Any] = {"__name__": "__course_test__"}
+        self.notebook, self.stopped_at = name, None
+        files = {f"{name}.ipynb": nbformat.writes(nb).encode()}
+        try:
+            kernel: SandboxedKernel | None = SandboxedKernel(
+                Path(self.package), files, limits, self.slot, self.sandboxed,
+                Path(self.workdir) / name if self.workdir else None)
+        except KernelStopped as err:
+            kernel = None
+            self._stop(0, str(err))
+        try:
+            for index, cell in enumerate(nb.cells):
+                self._run(cell, index, cells, kernel, limits)
+        finally:
+            if kernel is not None:
+                kernel.close()
+        return nb, resources
+
+    def _run(self, cell: NotebookNode, index: int, cells: dict[str, Any],
+             kernel: SandboxedKernel | None, limits: Limits) -> None:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        info = cells.get(grade_id) if isinstance(grade_id, str) else None
+        if cell.cell_type == "markdown" and not (info and info["locked"]):
+            cell.source = clean_markdown(cell.source)
+            cell.pop("attachments", None)
+        if cell.cell_type != "code":
+            return
+        cell.execution_count = index + 1
+        if info and info["cell_type"] == "code" and info["grade"] and not info["solution"]:
+            cell.outputs = self._test(info["source"], grade_id, kernel)
+            return
+        source = cell.source
+        if info and info["locked"] and not info["solution"] and info["cell_type"] == "code":
+            self._setup(info["source"], grade_id)
+            source = sandbox_source(info["source"])
+        cell.outputs = self._in_kernel(source, kernel, index, limits)
+
+    def _setup(self, source: str, grade_id: str) -> None:
+        try:
+            exec(compile(source, f"<instructor cell {grade_id}>", "exec"), self.namespace)
+        except Exception as err:  # noqa: BLE001 - the instructor's own cell is broken
+            raise RuntimeError(f"the instructor cell {grade_id} fails in the grader: "
+                               f"{type(err).__name__}: {err}") from err
+
+    def _in_kernel(self, source: str, kernel: SandboxedKernel | None, index: int,
+                   limits: Limits) -> list[NotebookNode]:
+        if kernel is None or kernel.stopped:
+            return [error_output("NotRun", self._not_run())]
+        try:
+            reply = kernel.execute(source)
+        except KernelStopped as err:
+            self._stop(index + 1, str(err))
+            return [error_output("KernelStopped", f"{err}: the sandbox was stopped here")]
+        return clean_outputs(reply.get("outputs"), limits.max_output_chars)
+
+    def _test(self, source: str, grade_id: str, kernel: SandboxedKernel | None
+              ) -> list[NotebookNode]:
+        if kernel is None or kernel.stopped:
+            self.events.append({"event": "not run", "cell": grade_id, "why": self._not_run()})
+            return [error_output("NotRun", self._not_run())]
+        printed: list[str] = []
+        scope = dict(self.namespace)
+        try:
+            for name in free_names(source):
+                if name not in scope:
+                    self._bind(scope, name, kernel, printed)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exec(compile(source, f"<test cell {grade_id}>", "exec"), scope)
+            outputs = [stream(out.getvalue()[:MAX_PRINTED])] if out.getvalue() else []
+            failure = None
+        except KernelStopped as err:
+            self._stop(None, str(err))
+            outputs, failure = [], error_output("KernelStopped", f"{err}: the test could not "
+                                                "finish")
+        except Exception as err:  # noqa: BLE001 - a failed test is an error output
+            outputs, failure = [], error_output(type(err).__name__, str(err))
+        if printed:
+            outputs.insert(0, stream("What your code printed during this test:\n" +
+                                     "".join(printed)[:MAX_PRINTED]))
+        return outputs + ([failure] if failure is not None else [])
+
+    def _bind(self, scope: dict[str, Any], name: str, kernel: SandboxedKernel,
+              printed: list[str]) -> None:
+        reply = kernel.request({"op": "lookup", "name": name}, 10)
+        kind = reply.get("kind")
+        if kind == "callable":
+            scope[name] = RemoteFunction(kernel, name, printed)
+        elif kind == "value":
+            try:
+                scope[name] = wire.decode(reply.get("value"))
+            except wire.WireError as err:
+                raise StudentError("TypeError", f"{name} holds {err}") from None
+
+    def _stop(self, cell: int | None, why: str) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = (cell, why)
+            where = f" at cell {cell}" if cell else ""
+            self.events.append({"event": "kernel stopped", "notebook": self.notebook,
+                                "what": f"{self.notebook}: the kernel was stopped{where}: {why}"})
+
+    def _not_run(self) -> str:
+        cell, why = self.stopped_at or (None, "")
+        where = f" at cell {cell}" if cell else ""
+        return f"not run: the kernel was stopped{where} ({why})"
