@@ -2,7 +2,10 @@
 
 Each test is named after the erratum it checks (E000-2 is the second slip listed for
 ``000_4a3fe56ce2bc8b6e.txt``, and so on). Derivatives are compared with central finite
-differences and, where the package has the quantity, with ``course_pkg``.
+differences and, where the package has the quantity, with ``course_pkg``; a slip of wording is
+checked through the mathematics it gets wrong, and a typing slip by checking that the book does
+not repeat it. ``test_every_erratum_names_a_test_that_exists`` reads book/errata.md and fails on
+an entry that names no test of this module.
 """
 
 from __future__ import annotations

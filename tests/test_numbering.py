@@ -67,8 +67,7 @@ def test_built_equation_numbers_restart_in_every_chapter(tmp_path_factory) -> No
     """In the built site, the k-th numbered equation of chapter C reads (C.k)."""
     from test_book_build import built_site
 
-    site = built_site(tmp_path_factory)
-    assert site.returncode == 0, site.log[-3000:]
+    site = built_site(tmp_path_factory)  # whether it built without warnings: test_book_build
     checked = 0
     for page in PAGES:
         html = (site.html / "book" / f"{page}.html").read_text()
