@@ -324,5 +324,129 @@ def test_every_chapter_downloads_as_a_notebook(site: BuiltSite, docname: str) ->
     assert not code or any(cell["outputs"] for cell in code), "the download is not executed"
     page = (site.html / docname).with_suffix(".html").read_text()
     assert f"_sources/{docname}.ipynb" in page, "no download link to the .ipynb"
-    for name in ("mybinder.org", "colab.research.google.com"):
-        assert name in page, f"no {name} launch button on {docname}"
+
+
+def configured_repository() -> str:
+    return ((yaml.safe_load((ROOT / "_config.yml").read_text()).get("repository") or {})
+            .get("url") or "").strip()
+
+
+@pytest.mark.parametrize("docname", chapter_files())
+def test_no_launch_or_repository_button_while_no_repository_is_set(site: BuiltSite,
+                                                                   docname: str) -> None:
+    """With ``repository.url`` empty, no button leads nowhere (book/_ext/site_links.py);
+    tests/test_site_links.py builds the book with a repository set."""
+    if configured_repository():
+        pytest.skip("_config.yml names a repository: tests/test_site_links.py checks buttons")
+    page = (site.html / docname).with_suffix(".html").read_text()
+    for name in ("mybinder.org", "colab.research.google.com", "launch-buttons",
+                 "repository-button", "issues-button", "/issues/new"):
+        assert name not in page, f"{docname}: {name} on a site with no repository"
+
+
+def test_the_student_download_is_ready_for_jupyterlab(site: BuiltSite) -> None:
+    """Each chapter's .ipynb: setup cell first (if it uses course_pkg), solutions folded, cell
+    ids and nbformat 4.5 (JupyterLab adds nothing), no build-only metadata."""
+    for docname in chapter_files():
+        ipynb = (site.html / "_sources" / docname).with_suffix(".ipynb")
+        notebook = json.loads(ipynb.read_text())
+        assert (notebook["nbformat"], notebook["nbformat_minor"]) == (4, 5), docname
+        assert all(cell.get("id") for cell in notebook["cells"]), docname
+        assert "course_pkg_sources" not in json.dumps(notebook["metadata"]), docname
+        assert "jupytext" not in notebook["metadata"], docname
+        code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+        if "course_pkg" in code:
+            first = notebook["cells"][0]
+            assert first["cell_type"] == "code", docname
+            assert "course-setup" in first["metadata"].get("tags", []), docname
+            assert "pip install" in "".join(first["source"]), docname
+        for cell in notebook["cells"]:
+            text = "".join(cell["source"])
+            if "{solution}" in text:
+                assert cell["metadata"].get("jupyter", {}).get("source_hidden"), \
+                    f"{docname}: a solution in plain view"
+
+
+URL = re.compile(r"""(?:https?:)?//[^\s"'<>)\\]+""")
+
+
+def test_no_link_leads_into_a_placeholder_or_example_domain(site: BuiltSite) -> None:
+    """No href, src or URL in any page, stylesheet or download points at example.org/.com/.net
+    or a placeholder repository (book/_ext/site_links.py names them)."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from site_links import is_placeholder
+
+    offenders = []
+    files = [*site.html.rglob("*.html"), *site.html.rglob("*.ipynb")]
+    assert files
+    for path in files:
+        text = path.read_text(errors="replace")
+        links = []
+        if path.suffix == ".html":
+            parser = Anchors()
+            parser.feed(text)
+            resources = ResourceLinks()
+            resources.feed(text)
+            links = parser.hrefs + [url for _, url in resources.loaded]
+        links += URL.findall(text)
+        offenders += [f"{path.relative_to(site.html)}: {url}"
+                      for url in set(links) if is_external(url) and is_placeholder(url)]
+    assert not offenders, "links into placeholders:\n" + "\n".join(sorted(offenders))
+
+
+def test_the_placeholder_scan_would_fail_on_the_old_buttons() -> None:
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from site_links import is_placeholder
+
+    old = ('<a href="https://hub.example.org/hub/user-redirect/git-pull?repo=x">JupyterHub</a>'
+           '<a href="https://mybinder.org/v2/gh/backprop-course/backprop-course/main">B</a>')
+    parser = Anchors()
+    parser.feed(old)
+    assert [is_placeholder(url) for url in parser.hrefs] == [True, True]
+
+
+def problem_set_sources() -> list[Path]:
+    return sorted((ROOT / "assignments" / "source").glob("*/*.ipynb"))
+
+
+def solution_code(notebook: dict) -> list[str]:
+    """The non-comment lines inside every BEGIN/END SOLUTION region of a source notebook."""
+    found, inside = [], False
+    for cell in notebook["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if "BEGIN SOLUTION" in line:
+                inside = True
+            elif "END SOLUTION" in line:
+                inside = False
+            elif inside and len(line.strip()) > 6 and not line.strip().startswith("#"):
+                found.append(line.strip())
+    return found
+
+
+def test_the_problem_sets_page_offers_each_student_notebook(site: BuiltSite) -> None:
+    """Each assignment is on the problem-sets page with its points (summed here from the
+    source's nbgrader metadata) and a download that has no solution and no hidden test."""
+    page = (site.html / "book" / "problem_sets.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page)
+    sources = problem_set_sources()
+    assert sources
+    for source in sources:
+        original = json.loads(source.read_text())
+        points = sum(float(c["metadata"]["nbgrader"]["points"]) for c in original["cells"]
+                     if c["metadata"].get("nbgrader", {}).get("grade"))
+        name = source.stem
+        assert f"{points:g} points" in text, f"{name}: {points:g} points not on the page"
+        assert f'href="../problem_sets/{name}.ipynb"' in page, f"{name}: no download link"
+        assert f"nbgrader validate {name}.ipynb" in text
+        download = (site.html / "problem_sets" / f"{name}.ipynb").read_text()
+        student = json.loads(download)
+        assert student["cells"], name
+        assert "### BEGIN SOLUTION" not in download and "BEGIN SOLUTION" not in download
+        assert "BEGIN HIDDEN TESTS" not in download
+        answers = solution_code(original)
+        assert answers, f"{name}: the source has no solution to compare with"
+        leaked = [line for line in answers if line in download]
+        assert not leaked, f"{name}: solution code in the download: {leaked[:3]}"
+        assert "NotImplementedError" in download
+        outputs = [c for c in student["cells"] if c["cell_type"] == "code" and c["outputs"]]
+        assert not outputs, f"{name}: the download carries outputs"

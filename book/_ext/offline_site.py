@@ -9,15 +9,30 @@
   purpose: they are left out, so that no page refers to a CDN at all.
 - The ``.ipynb`` downloads (``_sources/<page>.ipynb``) are copies of the notebook that myst-nb
   writes *before* it merges in the outputs from the execution cache, so they would download
-  unexecuted. After the build, each is replaced by its executed version from the cache.
+  unexecuted. After the build, each is replaced by its executed version from the cache, made
+  into the student's notebook (``student_notebooks.student_notebook``: a setup cell, folded
+  solutions, stable cell ids).
+- The execution cache is keyed on course_pkg's sources as well as on each chapter's code
+  (``student_notebooks.inject_fingerprint``, on Sphinx's ``source-read``).
+- ``site_links``: the launch, repository and issue buttons exist only once ``repository.url``
+  is set, and then lead to notebooks; ``problem_sets``: the problem-sets page and its student
+  notebooks; ``course.css``: wide tables, equations and code scroll inside their own box.
 
-``tests/test_book_build.py`` and ``tests/test_browser.py`` check all three.
+``tests/test_book_build.py``, ``tests/test_browser.py``, ``tests/test_site_links.py`` and
+``tests/test_student_notebooks.py`` check them.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import problem_sets  # noqa: E402
+import site_links  # noqa: E402
+import student_notebooks  # noqa: E402
 
 THEBE_FILES = ("sphinx-thebe.js", "sphinx-thebe.css")
 
@@ -67,16 +82,36 @@ def executed_downloads(app: Any, exception: Exception | None) -> None:
     from jupyter_cache import get_cache
 
     cache = get_cache(config.execution_cache_path)
+    repository = getattr(app, "course_repository", None)
     for ipynb in Path(app.outdir, "_sources").rglob("*.ipynb"):
         notebook = nbformat.read(ipynb, as_version=4)
         try:
-            _, executed = cache.merge_match_into_notebook(notebook)
+            _, notebook = cache.merge_match_into_notebook(notebook)
         except KeyError:  # not in the cache (e.g. a notebook that is never executed)
-            continue
-        nbformat.write(executed, ipynb)
+            pass
+        nbformat.write(student_notebooks.student_notebook(notebook, repository), ipynb)
+
+
+def key_cache_on_package(app: Any, docname: str, source: list[str]) -> None:
+    """source-read: chapters that import course_pkg carry the package's fingerprint."""
+    if not hasattr(app, "course_pkg_fingerprint"):
+        app.course_pkg_fingerprint = student_notebooks.package_fingerprint()
+    source[0] = student_notebooks.inject_fingerprint(source[0], app.course_pkg_fingerprint)
+
+
+def serve_course_css(app: Any, config: Any) -> None:
+    """config-inited: serve book/_css/ (course.css) from _static/ as well."""
+    css = str(Path(__file__).resolve().parents[1] / "_css")
+    if css not in config.html_static_path:
+        config.html_static_path = [*config.html_static_path, css]
 
 
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", tidy_page_assets, priority=900)
     app.connect("build-finished", executed_downloads)
+    app.connect("source-read", key_cache_on_package)
+    app.connect("config-inited", serve_course_css)
+    app.add_css_file("course.css")
+    site_links.setup(app)
+    problem_sets.setup(app)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,170 @@
+"""The build-time hooks of book/_ext: the cache key on course_pkg, the student's downloads, the
+student versions of the problem sets and the placeholder check, without building the book.
+
+The end-to-end checks on a built site are in ``tests/test_book_build.py`` and
+``tests/test_site_links.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from jupyter_cache import get_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+
+import problem_sets  # noqa: E402
+import site_links  # noqa: E402
+import student_notebooks as sn  # noqa: E402
+
+CHAPTER = ROOT / "book" / "identity_sigmoid.md"
+
+
+def read_as_sphinx_does(text: str, fingerprint: str) -> nbformat.NotebookNode:
+    """The notebook myst-nb executes: the chapter text after the source-read hook."""
+    return jupytext.reads(sn.inject_fingerprint(text, fingerprint), fmt="myst")
+
+
+def test_a_change_to_course_pkg_changes_the_execution_cache_key(tmp_path: Path) -> None:
+    """A chapter executed with one version of course_pkg is not reused for another: the cache
+    (jupyter-cache, as myst-nb calls it) misses after any edit of a package source file."""
+    package = tmp_path / "course_pkg"
+    shutil.copytree(ROOT / "course_pkg", package,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    before = sn.package_fingerprint(package)
+    text = CHAPTER.read_text()
+    cache = get_cache(str(tmp_path / "cache"))
+    executed = read_as_sphinx_does(text, before)
+    bundle_uri = str(tmp_path / "chapter.ipynb")
+    from jupyter_cache.base import CacheBundleIn
+
+    cache.cache_notebook_bundle(CacheBundleIn(executed, bundle_uri), check_validity=False)
+    assert cache.match_cache_notebook(read_as_sphinx_does(text, before)) is not None
+
+    module = package / "activations.py"
+    module.write_text(module.read_text() + "\n# a changed line\n")
+    after = sn.package_fingerprint(package)
+    assert after != before
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(read_as_sphinx_does(text, after))
+    # Without the fingerprint the cache would have matched the stale outputs.
+    plain = jupytext.reads(text, fmt="myst")
+    cache.cache_notebook_bundle(CacheBundleIn(plain, bundle_uri), check_validity=False,
+                                overwrite=True)
+    assert cache.match_cache_notebook(jupytext.reads(text, fmt="myst")) is not None
+
+
+def test_only_chapters_that_use_course_pkg_carry_the_fingerprint() -> None:
+    text = CHAPTER.read_text()
+    injected = sn.inject_fingerprint(text, "abc123")
+    assert jupytext.reads(injected, fmt="myst").metadata["kernelspec"][sn.FINGERPRINT_KEY] == \
+        "abc123"
+    plain = "---\nkernelspec:\n  name: python3\n  display_name: Python 3\n---\n\n# x\n"
+    assert sn.inject_fingerprint(plain, "abc123") == plain
+    assert sn.inject_fingerprint("# no front matter, course_pkg\n", "a") == \
+        "# no front matter, course_pkg\n"
+
+
+def test_the_fingerprint_sees_every_source_file(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    first = sn.package_fingerprint(package)
+    (package / "sub" / "b.py").write_text("y = 3\n")
+    assert sn.package_fingerprint(package) != first
+    with pytest.raises(FileNotFoundError, match="expected course_pkg"):
+        sn.package_fingerprint(tmp_path / "empty")
+
+
+def test_a_download_starts_with_the_setup_cell_and_folds_solutions() -> None:
+    source = jupytext.read(CHAPTER)
+    nb = sn.student_notebook(source)
+    first = nb.cells[0]
+    assert first.cell_type == "code" and sn.SETUP_TAG in first.metadata["tags"]
+    assert 'pip install -e ".[student]"' in first.source
+    solutions = [c for c in nb.cells if sn.SOLUTION_TAG in c.metadata.get("tags", [])]
+    assert len(solutions) == CHAPTER.read_text().count("{solution}")
+    for cell in solutions:
+        assert cell.cell_type == "markdown" and cell.metadata["jupyter"]["source_hidden"]
+        assert cell.source.lstrip().startswith(("```{solution}", ":::{solution}"))
+    unfolded = [c for c in nb.cells if "{solution}" in c.source and c not in solutions]
+    assert not unfolded, "a solution left in plain view"
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert [c.id for c in nb.cells] == [f"cell-{i}" for i in range(len(nb.cells))]
+    assert "jupytext" not in nb.metadata
+    # The setup cell runs: course_pkg is importable here.
+    namespace: dict = {}
+    exec(compile(first.source, "setup", "exec"), namespace)  # noqa: S102
+
+
+def test_the_setup_cell_names_the_fix_when_course_pkg_is_missing() -> None:
+    source = sn.setup_source(("someone", "backprop"))
+    assert "git+https://github.com/someone/backprop" in source
+    hidden = source.replace('find_spec("course_pkg")', 'find_spec("course_pkg_missing_xyz")')
+    with pytest.raises(ModuleNotFoundError, match="Install it with"):
+        exec(compile(hidden, "setup", "exec"), {})  # noqa: S102
+
+
+def test_solution_blocks_are_cut_out_with_their_fences() -> None:
+    text = ("Before.\n\n````{solution} a\n:class: dropdown\n\n```python\nx = 1\n```\n````\n\n"
+            "Between.\n\n:::{solution} b\nB\n:::\nAfter.")
+    pieces = sn.split_solutions(text)
+    assert [s for _, s in pieces] == [False, True, False, True, False]
+    assert pieces[1][0].endswith("```\n````") and "x = 1" in pieces[1][0]
+    assert pieces[3][0] == ":::{solution} b\nB\n:::"
+
+
+def solution_lines(source_nb: nbformat.NotebookNode) -> list[str]:
+    """The code lines inside every BEGIN/END SOLUTION region of a source notebook."""
+    lines, inside = [], False
+    for cell in source_nb.cells:
+        for line in cell.source.splitlines():
+            if "BEGIN SOLUTION" in line:
+                inside = True
+            elif "END SOLUTION" in line:
+                inside = False
+            elif inside and len(line.strip()) > 6 and not line.strip().startswith("#"):
+                lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "assignments" / "source").glob("*/*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_the_student_version_has_no_solution_and_no_hidden_test(source: Path) -> None:
+    original = nbformat.read(source, as_version=4)
+    answers = solution_lines(original)
+    assert answers, f"{source.name}: no solution region to check against"
+    student = nbformat.writes(problem_sets.student_version(source))
+    assert "BEGIN SOLUTION" not in student and "BEGIN HIDDEN TESTS" not in student
+    leaked = [line for line in answers if line in student]
+    assert not leaked, f"solution code left in the student version: {leaked[:3]}"
+    assert "NotImplementedError" in student
+    assert problem_sets.points(original) > 0
+
+
+@pytest.mark.parametrize("url", [
+    "https://hub.example.org", "https://example.com/x", "http://www.example.net",
+    "https://github.com/backprop-course/backprop-course",
+    "https://github.com/executablebooks/jupyter-book/issues",
+])
+def test_placeholders_are_recognised(url: str) -> None:
+    assert site_links.is_placeholder(url)
+
+
+def test_a_real_repository_is_accepted_and_a_placeholder_refused() -> None:
+    assert site_links.repository("https://github.com/some-university/backprop") == \
+        ("some-university", "backprop")
+    assert site_links.repository("") is None
+    from sphinx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="placeholder"):
+        site_links.repository("https://github.com/backprop-course/backprop-course")
+    with pytest.raises(ConfigError, match="GitHub repository"):
+        site_links.repository("https://gitlab.example.org/a/b")
