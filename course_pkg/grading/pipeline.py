@@ -365,6 +365,8 @@ def event_notes(events: list[dict[str, Any]]) -> list[str]:
     for event in events:
         if event.get("event") == "kernel stopped":
             notes.append(str(event.get("what", "")))
+        elif event.get("event") == "capped":
+            notes.append(f"output cut: {event.get('what', '')}")
     if not_run:
         notes.append(f"tests not run because the kernel had stopped (they score 0): "
                      f"{', '.join(map(str, not_run))}")

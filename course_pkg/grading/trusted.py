@@ -187,7 +187,11 @@ class TrustedExecute(NbGraderPreprocessor):
         except KernelStopped as err:
             self._stop(index + 1, str(err))
             return [error_output("KernelStopped", f"{err}: the sandbox was stopped here")]
-        return clean_outputs(reply.get("outputs"), limits.max_output_chars)
+        outputs, cut = clean_outputs(reply.get("outputs"), limits.max_output_chars)
+        if cut:
+            self.events.append({"event": "capped", "what": f"{self.notebook}: cell {index + 1} "
+                                f"printed more than {limits.max_output_chars} characters"})
+        return outputs
 
     def _test(self, source: str, grade_id: str, kernel: SandboxedKernel | None
               ) -> list[NotebookNode]:

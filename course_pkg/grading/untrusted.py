@@ -83,7 +83,9 @@ def _text(value: Any, limit: int) -> str:
         value = "".join(v for v in value if isinstance(v, str))
     if not isinstance(value, str):
         return ""
-    return value if len(value) <= limit else value[:limit] + f"\n[output cut at {limit} characters]"
+    if len(value) <= limit:
+        return value
+    return value[:max(limit, 0)] + f"\n[output cut at {max(limit, 0)} characters]"
 
 
 def _png(value: Any) -> str | None:
@@ -96,8 +98,9 @@ def _png(value: Any) -> str | None:
     return base64.b64encode(raw).decode("ascii") if raw.startswith(PNG_MAGIC) else None
 
 
-def clean_outputs(outputs: Any, max_chars: int) -> list[NotebookNode]:
-    """The outputs of a sandboxed cell, reduced to safe, bounded nbformat outputs."""
+def clean_outputs(outputs: Any, max_chars: int) -> tuple[list[NotebookNode], bool]:
+    """The outputs of a sandboxed cell, reduced to safe, bounded nbformat outputs, and whether
+    any were cut to fit ``max_chars``."""
     clean: list[dict[str, Any]] = []
     budget = max_chars
     for output in outputs if isinstance(outputs, list) else []:
@@ -137,7 +140,8 @@ def clean_outputs(outputs: Any, max_chars: int) -> list[NotebookNode]:
             clean.append({"output_type": "error", "ename": one_line(output.get("ename"), 100),
                           "evalue": _text(output.get("evalue"), 2000), "traceback": lines})
             budget -= sum(map(len, lines))
-    return [from_dict(o) for o in clean]
+    return [from_dict(o) for o in clean], budget < 0 or any(
+        "output cut" in str(o.get("text", "")) for o in clean)
 
 
 def clean_markdown(source: str) -> str:

@@ -1,0 +1,222 @@
+"""The operating-system sandbox and the plain-data wire, without nbgrader (fast).
+
+Each test starts a real :class:`~course_pkg.grading.sandbox.SandboxedKernel` under bubblewrap
+(which ``make test`` installs) and checks one wall of it from the outside: what the kernel can
+see and reach, what it may use, and that nothing of it outlives :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course_pkg.grading.sandbox import KernelStopped, Limits, SandboxedKernel, bwrap_path
+from course_pkg.grading.untrusted import (
+    UnsafeFile,
+    clean_markdown,
+    clean_outputs,
+    one_line,
+    read_regular,
+)
+from course_pkg.grading.withheld import build, sandbox_source, withheld_names
+from course_pkg.sandbox import wire
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS = Limits(cell_timeout=5, wall_seconds=60, memory_bytes=1 * 2**30, disk_bytes=8 * 2**20,
+                max_reply_bytes=2**20)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    """The sandbox's course_pkg for ps3 (the matrix form withheld)."""
+    return build(tmp_path_factory.mktemp("package"),
+                 withheld_names(["course_pkg.checks.matrix_form"]))
+
+
+@pytest.fixture
+def kernel(package):
+    with SandboxedKernel(package, {"ps3.ipynb": b"{}"}, LIMITS) as k:
+        yield k
+
+
+def run(kernel: SandboxedKernel, code: str) -> str:
+    """Everything a cell printed or raised, as one string."""
+    reply = kernel.execute(code)
+    parts = []
+    for output in reply["outputs"]:
+        parts.append(output.get("text") or output.get("data", {}).get("text/plain") or
+                     f"{output.get('ename')}: {output.get('evalue')}")
+    return "".join(parts)
+
+
+def test_bubblewrap_is_available_here():
+    assert Path(bwrap_path()).exists()
+
+
+def test_the_kernel_sees_only_its_scratch_folder_and_the_python_environment(kernel):
+    assert run(kernel, "import os; print(os.getcwd(), sorted(os.listdir('.')))") == (
+        "/home/student ['.ipython', 'ps3.ipynb']\n")
+    assert "FileNotFoundError" in run(kernel, f"open({str(ROOT / 'README.md')!r})")
+    assert "FileNotFoundError" in run(kernel, f"os.listdir({str(ROOT / 'assignments')!r})")
+    assert "FileNotFoundError" in run(kernel, "os.listdir('/root/.ssh')")
+    assert run(kernel, "print(os.listdir('/home'))") == "['student']\n"
+
+
+def test_the_kernel_has_its_own_user_no_environment_and_no_other_process(kernel):
+    os.environ["COURSE_TEST_SECRET"] = "do-not-leak"
+    out = run(kernel, "import os; print(os.getuid(), sorted(os.listdir('/proc'))[:3], "
+                      "'COURSE_TEST_SECRET' in os.environ, os.environ.get('HOME'))")
+    uid, *_ = out.split()
+    assert uid == "1000" and "False" in out and "/home/student" in out
+    pids = run(kernel, "print([p for p in os.listdir('/proc') if p.isdigit()])")
+    assert pids.strip() in ("['1', '2']", "['2', '1']"), pids
+
+
+def test_the_kernel_has_no_network(kernel):
+    out = run(kernel, "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), 1)\n"
+                      "except OSError as err:\n    print('refused', type(err).__name__)\n"
+                      "print(socket.if_nameindex())")
+    assert "refused" in out and "eth" not in out and "ens" not in out
+
+
+def test_the_python_environment_is_read_only_and_autodiff_is_hidden(kernel):
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    out = run(kernel, f"open({site + '/evil.pth'!r}, 'w')")
+    assert "OSError" in out or "PermissionError" in out, out
+    assert not Path(site, "evil.pth").exists()
+    assert "AttributeError" in run(kernel, "import torch; torch.tensor")
+
+
+def test_the_answers_are_withheld_and_the_helpers_are_not(kernel):
+    assert "WithheldError" in run(kernel, "import numpy as np, course_pkg as cp\n"
+                                  "net = cp.Network([2, 2], 'sigmoid', 'squared_error')\n"
+                                  "net.loss_and_gradients(np.ones((1, 2)), np.ones((1, 2)))")
+    for call in ("cp.back_propagate", "net.train_step", "cp.finite_difference_gradients",
+                 "cp.gradient_check"):
+        assert "WithheldError" in run(kernel, f"{call}()"), call
+    assert "ModuleNotFoundError" in run(kernel, "import course_pkg.checks.matrix_form")
+    assert "ModuleNotFoundError" in run(kernel, "import course_pkg.grading.pipeline")
+    assert run(kernel, "from course_pkg.helpers import softmax; print(softmax(np.zeros((2, 1)))"
+                       ".ravel())") == "[0.5 0.5]\n"
+    assert run(kernel, "print(cp.load_digits_split()[0].shape[1])") == "64\n"
+
+
+def test_disk_memory_and_time_are_limited(kernel):
+    assert "OSError" in run(kernel, "open('/tmp/big', 'wb').write(b'x' * 20 * 2**20)")
+    assert "MemoryError" in run(kernel, "hog = bytearray(3 * 2**30)")
+    started = time.monotonic()
+    assert "KeyboardInterrupt" in run(kernel, "while True:\n    pass")
+    assert time.monotonic() - started < LIMITS.cell_timeout + 3
+    assert run(kernel, "print('still alive')") == "still alive\n"
+
+
+def test_a_cell_that_ignores_the_interrupt_stops_the_whole_sandbox(package):
+    with SandboxedKernel(package, {}, Limits(cell_timeout=1, wall_seconds=60)) as kernel:
+        with pytest.raises(KernelStopped, match="ignored the interrupt"):
+            kernel.execute("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                           "while True:\n    pass")
+        with pytest.raises(KernelStopped):
+            kernel.execute("print(1)")
+
+
+def test_nothing_outlives_the_sandbox(package):
+    marker = f"course-sandbox-daemon-{os.getpid()}"
+    with SandboxedKernel(package, {}, LIMITS) as kernel:
+        out = run(kernel, "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', "
+                          f"'import time; time.sleep(600)', {marker!r}], "
+                          "start_new_session=True)\nprint('started')")
+        assert out == "started\n", out
+        alive = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+        assert marker in alive
+    time.sleep(0.5)
+    alive = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert marker not in alive
+
+
+def test_a_reply_that_is_too_large_or_malformed_stops_the_kernel(package):
+    with SandboxedKernel(package, {}, LIMITS) as kernel:
+        with pytest.raises(KernelStopped, match="over the limit"):
+            kernel.execute("print('x' * 4 * 2**20)")
+    with SandboxedKernel(package, {}, LIMITS) as kernel:
+        with pytest.raises(KernelStopped, match="not JSON"):
+            kernel.execute("import os, struct, sys\n"
+                           "os.write(int(sys.argv[2]), struct.pack('>Q', 5) + b'{{{{{')\n"
+                           "import time; time.sleep(1)")
+
+
+def test_calls_carry_plain_data_only(kernel):
+    run(kernel, "import numpy as np\ndef f(a, b, c):\n    print('hello')\n"
+                "    return {1: a * 2, 'k': (b, c(np.zeros(1)))}\n"
+                "class Liar:\n    def __array__(self, *a, **k):\n        raise SystemExit\n"
+                "def g():\n    return Liar()")
+    from course_pkg.helpers import sigmoid
+
+    reply = kernel.request({"op": "call", "name": "f", "args": wire.encode(
+        [np.arange(3.0), [1, "x"], sigmoid]), "kwargs": wire.encode({}), "timeout": 5}, 10)
+    value = wire.decode(reply["value"])
+    assert reply["printed"] == "hello\n"
+    assert np.array_equal(value[1], [0.0, 2.0, 4.0]) and value["k"][0] == [1, "x"]
+    assert np.allclose(value["k"][1], 0.5)
+    bad = kernel.request({"op": "call", "name": "g", "args": [], "kwargs": wire.encode({}),
+                          "timeout": 5}, 10)
+    assert bad["ok"] is False and "expected numbers" in bad["evalue"]
+
+
+@pytest.mark.parametrize("frame", [
+    {"__array__": ["object", [1], "AA==", False]},
+    {"__array__": ["float64", [2], "AAAA", False]},
+    {"__array__": ["float64", [-1], "", False]},
+    {"__pickle__": "gASVAAAA"},
+    {"__tuple__": 3},
+    {"a": 1, "b": 2},
+    {"__dict__": [[[1], 2]]},
+])
+def test_decode_refuses_what_is_not_plain_data(frame):
+    with pytest.raises(wire.WireError):
+        wire.decode(frame)
+
+
+def test_decode_bounds_nesting():
+    deep: object = 1
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(wire.WireError, match="nested"):
+        wire.decode(deep)
+
+
+def test_hostile_files_are_never_followed(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    (tmp_path / "link.ipynb").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.ipynb")
+    (tmp_path / "big.ipynb").write_bytes(b"x" * 2000)
+    for name, why in (("link.ipynb", "link"), ("fifo.ipynb", "not a regular file"),
+                      ("big.ipynb", "over the limit")):
+        with pytest.raises(UnsafeFile, match=why):
+            read_regular(tmp_path / name, 1000)
+
+
+def test_outputs_are_cleaned_before_any_page_shows_them():
+    outputs, cut = clean_outputs([
+        {"output_type": "display_data", "data": {"text/html": "<script>alert(1)</script>",
+                                                 "application/javascript": "alert(1)",
+                                                 "image/png": "bm90IGEgcG5n"}},
+        {"output_type": "stream", "name": "stdout", "text": "y" * 500},
+        {"output_type": "weird"}, "not even a dict",
+    ], max_chars=100)
+    assert all("script" not in str(o) and "alert" not in str(o) for o in outputs)
+    assert cut and len(outputs[0]["text"]) < 200
+    assert clean_markdown("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)>"
+    assert one_line("alice: 5/5\nbob: 5/5\x1b[2K") == "alice: 5/5 bob: 5/5?[2K"
+
+
+def test_instructor_cells_lose_only_their_imports_of_the_checks():
+    source = ("import numpy as np\nfrom course_pkg.checks.matrix_form import check_gradients\n"
+              "from course_pkg.helpers import softmax")
+    assert sandbox_source(source) == "import numpy as np\nfrom course_pkg.helpers import softmax"
