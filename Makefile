@@ -6,7 +6,7 @@ BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv book book-clean test test-fast lint bench chromium clean
+.PHONY: help venv book book-clean test test-fast lint bench chromium bubblewrap clean
 
 help:
 	@echo "make book   - set up the venv and build the website into _build/html"
@@ -37,10 +37,17 @@ chromium:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium)"; exit 1; fi; }
 
-test: venv chromium
+# bubblewrap for the grading sandbox (course_pkg/grading/sandbox.py): Debian's package.
+bubblewrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "bubblewrap is missing: install Debian's 'bubblewrap' package (sudo apt-get install bubblewrap)"; exit 1; fi; }
+
+test: venv chromium bubblewrap
 	$(BIN)/python -m pytest tests
 
-test-fast: venv
+test-fast: venv bubblewrap
 	$(BIN)/python -m pytest tests -m "not book and not browser and not grading"
 
 lint: venv

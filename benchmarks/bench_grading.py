@@ -1,12 +1,15 @@
 """Throughput of the grading pipeline against nbgrader's own ``nbgrader autograde``.
 
-Makes a class of submissions of one assignment (default: 100 of ps3, a mix of the solution and
-each known mistake of the checks' mistake tables), then times
+Makes a class of submissions of one assignment (default: 100 of ps3: the solution, and every
+third student with one exercise wrong, its answer negated), then times
 
 * the baseline: ``nbgrader autograde <ps>`` in a copy of the course, which grades one notebook
   at a time (on a sample of the class when ``--baseline-sample`` is smaller than the class, the
   time is extrapolated linearly, and the results say so);
-* the pipeline: ``course autograde <ps> --workers N`` on the whole class.
+* the pipeline: ``course autograde <ps> --workers N`` on the whole class, every submission in
+  its own bubblewrap sandbox with the tests run by the trusted grader;
+* the sandbox alone: starting and stopping one sandboxed kernel, against the same kernel
+  started as a plain process, to give the sandbox's cost per submission.
 
 Both must give the same score to every student they both graded; the script checks it. It
 writes the table to ``benchmarks/grading_results.md``. Run from the repository root::
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import os
 import platform
 import re
@@ -54,44 +56,57 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def checks_module(notebook) -> str | None:
-    """The ``course_pkg.grading.<checks>`` module the notebook's setup cell imports."""
-    for cell in notebook.cells:
-        found = re.search(r"from (course_pkg\.grading\.\w+) import \(?\s*check_", cell.source)
-        if found:
-            return found.group(1)
-    return None
+NEGATE = """
+
+def _negate(value):
+    if isinstance(value, dict):
+        return {key: _negate(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_negate(item) for item in value)
+    return -np.asarray(value)
+
+
+def {name}(*args, **kwargs):
+    return _negate(_right_{name}(*args, **kwargs))
+"""
 
 
 def mistake_cells(notebook) -> list[tuple[str, str]]:
-    """(answer grade_id, replacement source) for every known mistake of every exercise.
-
-    An exercise of the checks module is matched to the answer cell that defines a function of
-    the same name as its ``correct`` function; each of its mistakes becomes a submission whose
-    answer cell binds that name to the mistaken function of the table.
-    """
-    name = checks_module(notebook)
-    if name is None:
-        return []
-    module = importlib.import_module(name)
-    exercises = {}
-    for attr, value in vars(module).items():
-        correct = getattr(value, "correct", None)
-        if callable(correct) and getattr(value, "mistakes", None):
-            exercises.setdefault(attr.lower(), attr)
-            exercises.setdefault(getattr(correct, "__name__", ""), attr)
+    """(answer grade_id, replacement source): each answer function made wrong by negating
+    what it returns (a student's wrong sign, written as a student would)."""
     found = []
     for cell in notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
         defined = re.search(r"^def (\w+)\(", cell.source, re.MULTILINE)
-        if not (meta.get("solution") and defined and defined.group(1) in exercises):
-            continue
-        function, exercise = defined.group(1), exercises[defined.group(1)]
-        for tag in getattr(module, exercise).mistakes:
-            source = (f"from {name} import {exercise} as _exercise\n"
-                      f"{function} = _exercise.mistakes[{tag!r}]")
-            found.append((meta["grade_id"], source))
+        if meta.get("solution") and cell.cell_type == "code" and defined:
+            name = defined.group(1)
+            source = cell.source.replace(f"def {name}(", f"def _right_{name}(", 1)
+            found.append((meta["grade_id"], source + NEGATE.replace("{name}", name)))
     return found
+
+
+def sandbox_cost(repeats: int = 20) -> tuple[float, float, float, float]:
+    """Median wall seconds and mean CPU seconds to start and stop one kernel, sandboxed and
+    plain (the same kernel, without bubblewrap)."""
+    import statistics
+
+    from course_pkg.grading.sandbox import Limits, SandboxedKernel
+    from course_pkg.grading.withheld import build
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        package = build(Path(tmp) / "package", [])
+        for sandboxed in (True, False):
+            walls, cpu = [], cpu_seconds()
+            for i in range(repeats):
+                started = time.monotonic()
+                kernel = SandboxedKernel(package, {"a.ipynb": b"{}"}, Limits(), 0, sandboxed,
+                                         Path(tmp) / f"plain{i}")
+                kernel.execute("import numpy")
+                kernel.close()
+                walls.append(time.monotonic() - started)
+            results += [statistics.median(walls), (cpu_seconds() - cpu) / repeats]
+    return tuple(results)  # type: ignore[return-value]
 
 
 def make_class(course: Path, assignment: str, size: int) -> int:
@@ -167,6 +182,7 @@ def main() -> int:
                     if our_scores.get(s) != v}
         graded = sum(1 for line in ours.stdout.splitlines()
                      if re.match(r"^\S+: [0-9.]+/[0-9.]+", line))
+    box_wall, box_cpu, plain_wall, plain_cpu = sandbox_cost()
 
     n_base = min(args.baseline_sample, args.students)
     per_nb = nb_seconds / n_base
@@ -187,7 +203,8 @@ def main() -> int:
         f"| `nbgrader autograde {args.assignment}` (baseline, one at a time) | {n_base} | "
         f"{nb_seconds:.1f} | {per_nb:.2f} | {per_nb * args.students:.1f}"
         f"{' (extrapolated)' if extrapolated else ''} | {nb_cpu / n_base:.2f} |",
-        f"| `course autograde {args.assignment} --workers {args.workers}` | {args.students} | "
+        f"| `course autograde {args.assignment} --workers {args.workers}` (sandboxed) | "
+        f"{args.students} | "
         f"{our_seconds:.1f} | {our_seconds / args.students:.2f} | {our_seconds:.1f} | "
         f"{our_cpu / args.students:.2f} |",
         "",
@@ -202,8 +219,13 @@ def main() -> int:
         f"Scores that differ between the two on the students both graded: "
         f"{len(disagree)}{' ' + str(disagree) if disagree else ''}.",
         "",
-        "The pipeline also runs each notebook with the guard (limits, file fences, restorer) "
-        "and pre-flight checks, which the baseline does not.",
+        f"The sandbox's cost per submission (start a kernel, import NumPy, stop it; median of "
+        f"20): {box_wall * 1000:.0f} ms wall and {box_cpu * 1000:.0f} ms CPU under bubblewrap, "
+        f"against {plain_wall * 1000:.0f} ms wall and {plain_cpu * 1000:.0f} ms CPU for the same "
+        f"kernel as a plain process: {(box_wall - plain_wall) * 1000:+.0f} ms wall per "
+        "submission. Besides the sandbox, the pipeline runs pre-flight and the tests in the "
+        "trusted grader (each call into the kernel is a round trip of plain data), which the "
+        "baseline does not.",
     ]
     if extrapolated:
         lines += ["", f"The baseline was timed on {n_base} submissions and extrapolated "

@@ -2,13 +2,14 @@
 
 ``course release --all`` generates every assignment; then one class of ps1 submissions is built
 programmatically: the solution, the untouched stub, every known mistake of the checks' mistake
-tables, and every bad case of issue #4 (an infinite loop, an exception at import, corrupted and
-truncated JSON, a notebook of another assignment, deleted, edited, duplicated, re-typed and
-forged test cells, huge output, a memory hog, code that redefines what the tests call, patches
-NumPy before or during a test, reads or rewrites files outside its folder, or ships a
-``numpy.py``). ``course autograde`` grades the class; the tests check every student's score
-in the gradebook, the line the report gives each bad case, the feedback line of each mistake,
-the exported CSV, the class report, and that a rerun (also after a crash) keeps every grade.
+tables (written as a student would write it), and the bad cases (an infinite loop, an exception
+at import, corrupted and truncated JSON, a notebook of another assignment, deleted, edited,
+duplicated, re-typed and forged test cells, huge output, a memory hog, code that redefines what
+the tests call, patches NumPy before or during a test, reads or rewrites files outside its
+folder, or ships a ``numpy.py``). ``course autograde`` grades the class in the sandbox; the
+tests check every student's score in the gradebook, the line the report gives each bad case,
+the feedback line of each mistake, the exported CSV, the class report, and that a rerun (also
+after a crash) keeps every grade. ``tests/test_redteam.py`` attacks the grader itself.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_pkg.grading import identity_sigmoid as ps1_checks
+from course_pkg.checks import identity_sigmoid as ps1_checks
 from course_pkg.grading.course import Course
 from course_pkg.grading.pipeline import outcomes
 
@@ -69,9 +70,29 @@ def replace_cell(nb, gid: str, source: str):
     return nb
 
 
+# Each wrong dE/dw of ps1's mistake table, as a student would write it (the checks, which hold
+# the table, are not in the sandbox).
+WRONG_GRADIENTS = {
+    "S' missing": "(A(w * x) - y) * x",
+    "S' of a instead of z": "(A(w * x) - y) * x * A(A(w * x)) * (1 - A(A(w * x)))",
+    "sign flipped": "-(A(w * x) - y) * x * A(w * x) * (1 - A(w * x))",
+    "input missing": "(A(w * x) - y) * A(w * x) * (1 - A(w * x))",
+}
+
+
 def mistake_source(answer: str, table: str, tag: str) -> str:
-    return (f"from course_pkg.grading.identity_sigmoid import {table} as _table\n"
-            f"{answer} = _table[{tag!r}]")
+    """The answer cell ``answer`` written with the mistake ``tag`` (every table of ps1 is a
+    wrong gradient, used by the update and the training loop built on it)."""
+    gradient = f"def _gradient(w, x, y):\n    return {WRONG_GRADIENTS[tag]}\n"
+    step = "def _step(w, x, y, mu):\n    return w - mu * _gradient(w, x, y)\n"
+    return gradient + {
+        "dE_dw": "dE_dw = _gradient",
+        "update": step + "update = _step",
+        "train": step + ("def train(w0, mu, steps, xs=(0.0, 1.0)):\n    path = [float(w0)]\n"
+                         "    for i in range(steps):\n        x = xs[i % len(xs)]\n"
+                         "        path.append(_step(path[-1], x, x, mu))\n"
+                         "    return np.array(path)"),
+    }[answer]
 
 
 def append_cell(nb, source: str, **metadata):
@@ -163,14 +184,14 @@ def build_class(course: Path) -> dict[str, dict]:
          nb=append_cell(solution, "for _ in range(200):\n    print('x' * 50_000)"))
     case("memory_hog", full, "ran out of memory",
          nb=append_cell(solution, "hog = bytearray(8 * 2**30)"))
-    case("redefines_check", 0.0, "redefines check_dE_dw", "put back before a cell ran: check_dE_dw",
+    case("redefines_check", 0.0, "test_dE_dw failed: [mistake: S' missing]",
          nb=replace_cell(solution, "dE_dw", wrong_gradient +
                          "\ndef check_dE_dw(*args, **kwargs):\n    return None"))
-    case("patches_numpy", 0.0, "assigns np.isclose", "put back before a cell ran: numpy.isclose",
+    case("patches_numpy", 0.0, "test_dE_dw failed: [mistake: S' missing]",
          nb=replace_cell(solution, "dE_dw", wrong_gradient +
                          "\nnp.isclose = lambda *args, **kwargs: True"
                          "\nnp.allclose = lambda *args, **kwargs: True"))
-    case("patches_during_test", 0.0, "that test gets no credit", nb=replace_cell(
+    case("patches_during_test", 0.0, "test_dE_dw failed: [mistake: unknown]", nb=replace_cell(
         solution, "dE_dw", "def dE_dw(w, x, y):\n    import numpy\n"
         "    numpy.isclose = lambda *args, **kwargs: numpy.True_\n"
         "    numpy.allclose = lambda *args, **kwargs: True\n    return 0.0"))
@@ -191,8 +212,7 @@ def build_class(course: Path) -> dict[str, dict]:
         "    except OSError as err:",
         "        print('refused', err)",
     ])
-    case("reads_files", full, "refused at run time: open", "refused at run time: os.listdir",
-         "refused at run time: os.system", nb=append_cell(solution, probe))
+    case("reads_files", full, nb=append_cell(solution, probe))
     case("ships_numpy", full, "ignored files that are not part of the assignment: numpy.py",
          nb=solution, extra={"numpy.py": "raise SystemExit('shadowed numpy')\n"})
     return expected
@@ -371,8 +391,9 @@ def test_a_cell_that_swallows_interrupts_costs_only_the_tests_after_it(graded):
     full = graded["expected"]["solution"]["score"]
     scores = gradebook_scores(course)
     assert scores["neighbour"] == full
-    assert "ignored the interrupt: the cells after it were not run" in block, block
+    assert "ignored the interrupt at the time limit per cell" in block, block
     assert "test_train failed: not run" in block, block
+    assert "tests not run because the kernel had stopped (they score 0): test_train" in block
     without_train = next(want["score"] for student, want in graded["expected"].items()
                          if student.startswith("mistake_train_"))
     assert scores["stubborn"] == without_train  # only test_train could not run
@@ -402,6 +423,35 @@ def test_every_other_assignment_grades_its_solution_fully_and_its_stub_zero(grad
         assert not recorded["solution"].mistakes, run.stdout
         assert recorded["stub"].score == 0.0, run.stdout
         assert set(recorded["stub"].mistakes.values()) == {"not implemented"}, run.stdout
+
+@pytest.mark.grading
+def test_files_outside_the_sandbox_are_out_of_reach(graded):
+    course = graded["course"]
+    notebook = nbformat.read(course / "autograded/reads_files/ps1/ps1.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    assert printed.count("refused") == 6, printed
+    assert (course / "nbgrader_config.py").exists()
+    assert b"SQLite" in (course / "gradebook.db").read_bytes()[:16]
+
+
+@pytest.mark.grading
+def test_without_a_sandbox_autograde_refuses_unless_told_unsandboxed(graded):
+    course = graded["course"]
+    env = {**os.environ, "PATH": str(BIN)}  # no bwrap on PATH
+    refused = subprocess.run([str(BIN / "course"), "--course-dir", str(course), "autograde",
+                              "ps1", "--student", "solution", "--force"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "bubblewrap (`bwrap`) is not installed" in refused.stderr
+    assert "apt-get install bubblewrap" in refused.stderr and "--unsandboxed" in refused.stderr
+    graded_anyway = subprocess.run([str(BIN / "course"), "--course-dir", str(course),
+                                    "autograde", "ps1", "--student", "solution", "--force",
+                                    "--unsandboxed"], env=env, capture_output=True, text=True,
+                                   timeout=300)
+    block = report_block(graded_anyway.stdout, "solution")
+    assert "[UNSANDBOXED" in block.splitlines()[0], graded_anyway.stdout + graded_anyway.stderr
+    assert gradebook_scores(course)["solution"] == graded["expected"]["solution"]["score"]
+
 
 # -- the parts, without nbgrader (fast) -------------------------------------------------------
 TINY_SPEC = {"tiny": {"order": ["setup", "answer", "test_answer"], "cells": {
@@ -448,7 +498,7 @@ def test_preflight_refuses_what_is_not_a_notebook_of_the_assignment(tmp_path):
     assert "invalid JSON" in preflight(tmp_path, raw=text[: len(text) // 2]).reason
     assert "not UTF-8" in preflight(tmp_path, raw=b"\xff\xfe\x00").reason
     assert "no cell list" in preflight(tmp_path, raw=b'{"cells": 3}').reason
-    assert "MiB limit" in preflight(tmp_path, raw=b" " * 20_000).reason
+    assert "over the limit of 10000 bytes" in preflight(tmp_path, raw=b" " * 20_000).reason
     other = tiny_notebook()
     for cell in other.cells:
         cell.metadata["nbgrader"]["grade_id"] += "_of_ps9"
@@ -471,16 +521,6 @@ def test_preflight_notes_restored_cells_and_strips_forged_ones(tmp_path):
         "setup", "answer", None, "test_answer", None]
     assert any("appears 2 times" in n for n in checked.notes)
     assert any("not in the assignment: test_bonus" in n for n in checked.notes)
-
-
-def test_preflight_flags_code_that_may_game_the_tests(tmp_path):
-    answer = ("import numpy as np\nnp.allclose = lambda *a: True\ndef sqrt(x):\n    return 0\n"
-              "open('/etc/passwd')\nimport ctypes")
-    notes = preflight(tmp_path, tiny_notebook(answer=answer)).notes
-    text = "\n".join(notes)
-    for phrase in ("assigns np.allclose", "redefines sqrt", "opens '/etc/passwd'",
-                   "imports ctypes"):
-        assert phrase in text, (phrase, text)
 
 
 def test_limits_must_be_positive():
@@ -533,70 +573,6 @@ def test_collect_files_folders_and_flat_downloads(tmp_path):
         collect(Course(course), "ps1", tmp_path / "missing")
 
 
-GUARD_SCRIPT = r"""
-import json, os, sys
-from IPython.core.interactiveshell import InteractiveShell
-import course_pkg.grading.kernel_guard as guard
-own, secret, log = sys.argv[1:4]
-config = {"own": [own], "forbidden": [os.path.dirname(secret)], "log": log,
-          "preload": ["numpy"], "memory_bytes": 2 * 2**30, "cpu_seconds": 60,
-          "file_bytes": 2**20, "max_output_chars": 100,
-          "instructor_cells": ["from math import sqrt"],
-          "grade_cells": {"assert cheat() == 1.0 and np.allclose(1.0, 2.0)": "test_x"}}
-json.dump(config, open(os.path.join(own, "guard.json"), "w"))
-shell = InteractiveShell.instance()
-guard.install(os.path.join(own, "guard.json"))
-os.chdir(own)
-cells = [
-    "import numpy as np",
-    "from math import sqrt",
-    "np.sum = lambda *a: 0\ndef sqrt(x):\n    return -1.0",
-    "assert np.sum([1, 2]) == 3 and sqrt(4.0) == 2.0",
-    "def cheat():\n    np.allclose = lambda *a, **k: True\n    return 1.0",
-    "assert cheat() == 1.0 and np.allclose(1.0, 2.0)",
-    f"try:\n    open({secret!r}).read()\nexcept PermissionError:\n    print('refused read')",
-    "try:\n    open('../outside.txt', 'w')\nexcept PermissionError:\n    print('refused write')",
-    "open('mine.txt', 'w').write('ok')",
-    "import os\ntry:\n    os.system('true')\nexcept PermissionError:\n    print('refused process')",
-    "print('y' * 1000)",
-    "import _posixsubprocess, sys\ntry:\n    _posixsubprocess.fork_exec()\n"
-    "except PermissionError:\n    print('refused fork_exec')",
-    "sys.modules.pop('_ctypes', None)\ntry:\n    import _ctypes\n"
-    "except PermissionError:\n    print('refused import')",
-]
-for source in cells:
-    result = shell.run_cell(source)
-    print("CELL", result.success)
-"""
-
-
-def test_kernel_guard_restores_refuses_and_caps(tmp_path):
-    own, secret_dir = tmp_path / "own", tmp_path / "course"
-    own.mkdir()
-    secret_dir.mkdir()
-    (secret_dir / "gradebook.db").write_text("grades")
-    log = tmp_path / "guard.jsonl"
-    result = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, str(own),
-                             str(secret_dir / "gradebook.db"), str(log)],
-                            capture_output=True, text=True, timeout=120)
-    out = result.stdout
-    assert result.returncode == 0, result.stderr
-    cells = [line.split()[1] for line in out.splitlines() if line.startswith("CELL")]
-    assert cells[2:4] == ["True", "True"], out  # numpy.sum and sqrt put back before cell 4
-    assert "refused read" in out and "refused write" in out and "refused process" in out
-    assert "refused fork_exec" in out and "refused import" in out
-    assert (own / "mine.txt").read_text() == "ok"
-    assert "output capped at 100 characters" in out and "y" * 101 not in out
-    events = [json.loads(line) for line in log.read_text().splitlines()]
-    what = [(e["event"], e["what"]) for e in events]
-    assert ("restored", "numpy.sum") in what
-    assert ("restored", "sqrt (defined by the instructor's cell)") in what
-    assert ("patched during test", "numpy.allclose [test_x]") in what
-    assert any(e == "blocked" and "gradebook.db" in w for e, w in what)
-    assert any(e == "blocked" and w.startswith("os.system") for e, w in what)
-    assert any(e == "capped" for e, _ in what)
-
-
 class FakeWorker:
     """A WorkerHandle whose worker is a one-line Python program."""
 
@@ -605,7 +581,7 @@ class FakeWorker:
         from course_pkg.grading.worker import WorkerHandle
 
         self.handle = WorkerHandle(tmp_path / "w", Course(tmp_path), "ps1",
-                                   Limits(wall_seconds=wall_seconds))
+                                   Limits(wall_seconds=wall_seconds), tmp_path / "job.json")
         self.handle.startup_seconds = 0.0
         self.handle.command = lambda fd: [sys.executable, "-c", program.format(fd=fd)]
 

@@ -161,6 +161,8 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
     except ReferenceUsedError as err:
         raise Feedback("used course_pkg", exercise, f"It called {err}.") from None
     except Exception as err:  # the student's own error: keep its traceback, which shows where
+        if hasattr(err, "ename"):  # raised in the grading sandbox, and named there
+            raise Feedback("error", exercise, f"{err}") from None
         raise Feedback("error", exercise, f"{type(err).__name__}: {_first_line(err)}") from err
 
 

@@ -156,9 +156,11 @@ class TrustedExecute(NbGraderPreprocessor):
              kernel: SandboxedKernel | None, limits: Limits) -> None:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         info = cells.get(grade_id) if isinstance(grade_id, str) else None
-        if cell.cell_type == "markdown" and not (info and info["locked"]):
+        if cell.cell_type in ("markdown", "raw") and not (info and info["locked"]):
             cell.source = clean_markdown(cell.source)
             cell.pop("attachments", None)
+            for key in ("format", "raw_mimetype"):  # a raw cell would reach the page as HTML
+                cell.metadata.pop(key, None)
         if cell.cell_type != "code":
             return
         cell.execution_count = index + 1

@@ -45,8 +45,8 @@ def read_regular(path: Path, max_bytes: int, dir_fd: int | None = None) -> bytes
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeFile(f"{Path(path).name} is not a regular file")
         if info.st_size > max_bytes:
-            raise UnsafeFile(f"{Path(path).name} is {info.st_size / 2**20:.1f} MiB, over the "
-                             f"limit of {max_bytes / 2**20:.0f} MiB")
+            raise UnsafeFile(f"{Path(path).name} is {_size(info.st_size)}, over the limit of "
+                             f"{_size(max_bytes)}")
         chunks, total = [], 0
         while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):
             chunks.append(chunk)
@@ -56,6 +56,10 @@ def read_regular(path: Path, max_bytes: int, dir_fd: int | None = None) -> bytes
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"
 
 
 def regular_files(folder: Path) -> tuple[list[str], list[str]]:
