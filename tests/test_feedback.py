@@ -12,9 +12,9 @@ import re
 import numpy as np
 import pytest
 
-from course_pkg.gradcheck import central_differences
 from course_pkg.checks import feedback
 from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, diagnose
+from course_pkg.gradcheck import central_differences
 
 CHECK_MODULES = ["identity_sigmoid", "tanh_two_layer", "matrix_form", "node_delta"]
 
