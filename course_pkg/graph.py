@@ -168,8 +168,17 @@ class Graph:
 
     Attributes
     ----------
+    inputs, outputs
+        The input and output node names, as given.
+    constants
+        Constant node -> its output.
+    activation
+        Computing node -> the name of its g_j, in the order given.
+    w
+        (i, j) -> w_ij.
     order
-        All nodes in topological order (inputs and constants first).
+        All nodes in topological order (:func:`topological_order` of the nodes as listed:
+        inputs, constants, then computing nodes).
     parents, children
         node -> the nodes on its incoming / outgoing edges, in topological order.
     edges
