@@ -62,7 +62,7 @@ def backward_passes() -> tuple[Callable[..., Any], ...]:
     """
     from course_pkg import gradcheck, network
 
-    return (network.back_propagate, network.Network._loss_and_gradients,
+    return (network.back_propagate, network.descend, network.Network._loss_and_gradients,
             network.Network.loss_and_gradients, network.Network.train_step,
             gradcheck.finite_difference_gradients, gradcheck.gradient_check)
 
