@@ -244,3 +244,45 @@ def test_exercise_two_edges_between_the_same_nodes():
     grad, grad_merged = relay.gradient(x, t), merged.gradient(x, t)
     assert grad["i", "j"] == pytest.approx(grad["r", "j"], rel=1e-14)
     assert grad["i", "j"] == pytest.approx(grad_merged["i", "j"], rel=1e-14)
+
+
+# -- the proof of cg-thm-backprop: one copy of a_j per use ---------------------------------------
+def error_with_copies(G, x, t, j, copies):
+    """E_n with the uses of a_j replaced: ``copies[k]`` in in_k for a child k, ``copies[None]``
+    in the error term of the output j (the function Psi of the proof); independent of
+    course_pkg.graph's forward pass."""
+    g = {"identity": lambda v: v, "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}
+    a = dict(x)
+    for k in G.order:
+        if k in G.activation:
+            a[k] = g[G.activation[k]](sum(
+                G.w[i, k] * (copies.get(k, a[i]) if i == j else a[i]) for i in G.parents[k]))
+    return 0.5 * sum((t[k] - (copies.get(None, a[k]) if k == j else a[k])) ** 2
+                     for k in G.outputs)
+
+
+@pytest.mark.parametrize("j", ["h1", "h2", "u", "y1", "y2"])
+def test_proof_steps_on_the_skip_network(j):
+    """dPsi/dv_0 = -(t_j - a_j), dPsi/dv_k = w_jk dE/d eps_k, and the chain rule
+    dE/d eps_j = g_j'(in_j) (dPsi/dv_0 + sum_k dPsi/dv_k) = -Delta_j."""
+    G, x, t = skip_example()
+    inp, a = G.forward(x)
+    Delta = G.error_signals(inp, a, t)
+    uses = [None] if j in G.outputs else []
+    uses += G.children[j]
+    base = np.full(len(uses), a[j])
+    dPsi = central_differences(
+        lambda v: error_with_copies(G, x, t, j, dict(zip(uses, v, strict=True))), base)
+    assert error_with_copies(G, x, t, j, dict(zip(uses, base, strict=True))) == pytest.approx(
+        G.error(x, t), rel=1e-14)
+    for use, d in zip(uses, dPsi, strict=True):
+        if use is None:
+            assert d == pytest.approx(-(t[j] - a[j]), abs=1e-8)
+        else:
+            dE_deps_k = central_differences(lambda e, k=use: G.error(x, t, shift={k: e[0]}),
+                                            np.zeros(1))[0]
+            assert d == pytest.approx(G.w[j, use] * dE_deps_k, abs=1e-8)
+    g_prime = 1.0 if G.activation[j] == "identity" else 1 - a[j] ** 2
+    dE_deps_j = central_differences(lambda e: G.error(x, t, shift={j: e[0]}), np.zeros(1))[0]
+    assert g_prime * dPsi.sum() == pytest.approx(dE_deps_j, abs=1e-8)
+    assert dE_deps_j == pytest.approx(-Delta[j], abs=1e-8)
