@@ -41,12 +41,14 @@ import numpy as np
 from course_pkg import activations as act
 from course_pkg import losses
 from course_pkg.backend import dtype_of, get_namespace, to_numpy
+from course_pkg.workspace import ArrayOps, all_finite, labels_in_range, ops_for
 
 Array = Any
 
 
 def feed_forward(
     W: dict[int, Array], b: dict[int, Array], S: dict[int, Any], x: Array, xp: ModuleType = np,
+    ops: ArrayOps | None = None,
 ) -> tuple[dict[int, Array], dict[int, Array]]:
     """Lines 1-4 of Algorithm 1 (``002_ff83eee082f91d18.txt``), for a batch of columns.
 
@@ -58,19 +60,23 @@ def feed_forward(
         ``S[l](z, xp)``, the activation of layer l.
     x
         The inputs as columns, shape (p_0, n).
+    ops
+        Where the lines run (:mod:`course_pkg.workspace`); by default each returns a new array
+        of the namespace ``xp``. A :class:`~course_pkg.workspace.Workspace` writes into buffers
+        that its next batch overwrites.
 
     Returns
     -------
     z, a
         ``z[l]`` for l = 1, ..., L and ``a[l]`` for l = 0, ..., L, each of shape (p_l, n).
     """
+    ops = ArrayOps(xp) if ops is None else ops
     L = len(W)
-    a = {0: x}                                # line 1
+    a = {0: x}                                           # line 1
     z = {}
-    for l in range(1, L + 1):                 # line 2
-        z[l] = W[l] @ a[l - 1]                # line 3: z_l = W_l a_{l-1} + b_l
-        z[l] += b[l][:, None]
-        a[l] = S[l](z[l], xp)                 # line 4: a_l = S_l(z_l)
+    for l in range(1, L + 1):                            # line 2
+        z[l] = ops.affine(W[l], a[l - 1], b[l], l)       # line 3: z_l = W_l a_{l-1} + b_l
+        a[l] = ops.activation(S[l], z[l], l)             # line 4: a_l = S_l(z_l)
     return z, a
 
 
@@ -109,6 +115,34 @@ def back_propagate(
             delta[l - 1] = W[l].T @ delta[l]                      # line 10: W_l^T delta_l,
             delta[l - 1] *= S_prime[l - 1](z[l - 1], xp)          #   times S'(z_{l-1})
     return dC_dW, dC_db, delta
+
+
+def descend(
+    W: dict[int, Array], b: dict[int, Array], z: dict[int, Array], a: dict[int, Array],
+    delta_L: Array, S_prime: dict[int, Any], ops: ArrayOps,
+) -> dict[int, Array]:
+    """Lines 7-10 of Algorithm 1 with the gradient step folded into lines 8 and 9.
+
+    ``delta_L`` already carries the step size (lr/n times the output error), so lines 8 and 9
+    give lr times the gradient, and each is subtracted from its parameter where it is formed:
+    b_l <- b_l - sum_i delta_l^(i) and W_l <- W_l - delta_l a_{l-1}^T. On NumPy the second is
+    one BLAS gemm with beta = 1 (:mod:`course_pkg.workspace`), so dC/dW_l is never stored.
+    Line 10 runs first in each layer, because it needs W_l as it was before the step.
+
+    Returns
+    -------
+    delta
+        ``delta[l]`` (p_l, n), as in :func:`back_propagate` (buffers of ``ops`` on NumPy).
+    """
+    L = len(W)
+    delta = {L: delta_L}
+    for l in range(L, 0, -1):                                     # line 7
+        if l > 1:  # line 10 first: it needs W_l before the step below changes it
+            delta[l - 1] = ops.error_below(                           # line 10:
+                W[l], delta[l], S_prime[l - 1], z[l - 1], a[l - 1], l - 1)  # W^T delta * S'
+        ops.subtract_column_sum(b[l], delta[l])                   # line 8: b_l -= sum_i delta_l
+        ops.subtract_product(W[l], delta[l], a[l - 1])            # line 9: W_l -= delta_l a^T
+    return delta
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:
@@ -219,6 +253,7 @@ class Network:
             b0 = self._check_parameters(biases, "biases", lambda l: (self.sizes[l],))
         self.W = {l: self._asarray(w) for l, w in enumerate(W0, 1)}
         self.b = {l: self._asarray(v) for l, v in enumerate(b0, 1)}
+        self._workspaces: dict = {}  # NumPy buffers of train_step, by batch size
 
     # -- parameters ------------------------------------------------------------------------
     @property
@@ -280,28 +315,35 @@ class Network:
         """One step of gradient descent on this batch: theta <- theta - lr * grad.
 
         The learning rate multiplies delta_L before back-propagation (which is linear in it), so
-        what comes back is already lr * grad and each parameter is updated in one pass.
-        Returns the training loss before the update.
+        lines 8 and 9 give lr * grad, and :func:`descend` subtracts each from its parameter as it
+        is formed. On NumPy the step reuses the buffers of its batch size and stores no
+        gradient (:mod:`course_pkg.workspace`). Returns the training loss before the update.
         """
         lr = _check_learning_rate(lr)
-        loss, step_W, step_b = self._loss_and_gradients(X, Y, scale=lr)
-        for l in range(1, self.L + 1):
-            self.W[l] -= step_W[l]
-            self.b[l] -= step_b[l]
+        loss, _, _ = self._loss_and_gradients(X, Y, scale=lr, step=True)
         return loss
 
-    def _loss_and_gradients(self, X: Array, Y: Array, scale: float):
-        """The loss and ``scale`` times its gradient (Algorithms 1 and 2)."""
+    def _loss_and_gradients(self, X: Array, Y: Array, scale: float, step: bool = False):
+        """The loss and ``scale`` times its gradient (Algorithms 1 and 2).
+
+        With ``step``, the parameters move by minus that gradient instead, and no gradient is
+        returned (``None, None``).
+        """
         X = self._check_X(X)
         n = X.shape[0]
         Y = self._check_Y(Y, n)
         xp, L = self.xp, self.L
+        ops = ops_for(xp, self.sizes, self.dtype, n, self._workspaces)
         y = Y if Y.ndim == 1 else Y.T
-        z, a = feed_forward(self.W, self.b, self.S, X.T, xp)
-        delta_L = losses.output_delta(self.loss_name, self.S_prime[L], z[L], a[L], y, xp)
+        z, a = feed_forward(self.W, self.b, self.S, X.T, xp, ops)
+        loss = ops.mean_cost(self.loss_name, z[L], a[L], y)
+        delta_L = ops.output_delta(self.loss_name, self.S_prime[L], z[L], a[L], y)   # line 5
         delta_L *= scale / n                  # Algorithm 2: the mean over the batch (and lr)
+        if step:
+            descend(self.W, self.b, z, a, delta_L, self.S_prime, ops)
+            return loss, None, None
         dC_dW, dC_db, _ = back_propagate(self.W, z, a, delta_L, self.S_prime, xp)
-        return self._mean_cost(z, a, Y), dC_dW, dC_db
+        return loss, dC_dW, dC_db
 
     def _mean_cost(self, z, a, Y) -> float:
         y = Y if Y.ndim == 1 else Y.T
@@ -345,11 +387,11 @@ class Network:
             raise ValueError(f"X must have shape (n_samples, {p0}), got {tuple(X.shape)}")
         if X.shape[0] == 0:
             raise ValueError("X has no rows: expected at least one example")
-        if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")):
+        if X.dtype != self.dtype and not _is_real(X.dtype, xp):
             raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
         if X.dtype != self.dtype:
             X = xp.astype(X, self.dtype)
-        if not bool(xp.all(xp.isfinite(X))):
+        if not all_finite(X, xp):
             raise ValueError("X contains NaN or inf; expected finite numbers")
         return X
 
@@ -363,9 +405,9 @@ class Network:
                     f"cross_entropy needs Y as a vector of {n} integer labels, shape ({n},), "
                     f"got shape {tuple(Y.shape)}"
                 )
-            if not xp.isdtype(Y.dtype, "integral"):
+            if not _is_integral(Y.dtype, xp):
                 raise ValueError(f"class labels must be integers in [0, {pL}), got dtype {Y.dtype}")
-            if bool(xp.any(Y < 0)) or bool(xp.any(Y >= pL)):
+            if not labels_in_range(Y, pL, xp):
                 raise ValueError(
                     f"class labels must lie in [0, {pL}) for {pL} outputs; got labels from "
                     f"{int(xp.min(Y))} to {int(xp.max(Y))}"
@@ -377,11 +419,11 @@ class Network:
                 f"Y must have shape ({n}, {pL}) for loss {self.loss_name!r}, "
                 f"got {tuple(Y.shape)}{hint}"
             )
-        if not (xp.isdtype(Y.dtype, "real floating") or xp.isdtype(Y.dtype, "integral")):
+        if Y.dtype != self.dtype and not _is_real(Y.dtype, xp):
             raise ValueError(f"Y must hold real numbers, got dtype {Y.dtype}")
         if Y.dtype != self.dtype:
             Y = xp.astype(Y, self.dtype)
-        if not bool(xp.all(xp.isfinite(Y))):
+        if not all_finite(Y, xp):
             raise ValueError("Y contains NaN or inf; expected finite numbers")
         return Y
 
@@ -389,6 +431,19 @@ class Network:
         layers = "-".join(map(str, self.sizes))
         return (f"Network({layers}, activations={self.activation_names}, "
                 f"loss={self.loss_name!r}, backend={self.xp.__name__!r})")
+
+
+def _is_integral(dtype: Any, xp: ModuleType) -> bool:
+    if xp is np:  # the same test as np.isdtype, without its cost per call
+        return dtype.kind in "iu"
+    return xp.isdtype(dtype, "integral")
+
+
+def _is_real(dtype: Any, xp: ModuleType) -> bool:
+    """A real floating or integer dtype (what X and a regression Y may hold)."""
+    if xp is np:
+        return dtype.kind in "fiu"
+    return xp.isdtype(dtype, "real floating") or xp.isdtype(dtype, "integral")
 
 
 def _check_learning_rate(lr: Any) -> float:
