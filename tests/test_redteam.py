@@ -831,6 +831,158 @@ for d in ("/tmp", os.path.expanduser("~"), "/dev/shm"):
             break
 ''')])
 
+# ---------------------------------------------------------------------------------------------
+# ps1: the honest class
+# ---------------------------------------------------------------------------------------------
+
+HONEST: list[Sub] = []
+
+
+def honest(name: str, what: str, **kw) -> None:
+    HONEST.append(Sub(name=name, what=what, honest=True, **kw))
+
+
+honest("hon_plain", "the solution as written", cells=SOL1)
+honest("hon_poison_neighbour", "the solution, graded in the same run as the submissions that "
+       "could stop a whole run", cells=SOL1, poison=True)
+honest("hon_stderr", "the solution, printing and warning on stderr inside every answer and "
+       "around the tests", cells={
+           "dE_dw": "import sys, warnings\n" + SOL1["dE_dw"].replace(
+               "    y_hat = A(w * x)",
+               "    print('dE_dw called', w, x, y, file=sys.stderr)\n"
+               "    warnings.warn('a warning from dE_dw')\n    y_hat = A(w * x)"),
+           "update": SOL1["update"].replace(
+               "    return", "    sys.stderr.write('update\\n')\n    return"),
+           "train": SOL1["train"].replace(
+               "    path = [", "    print('training', file=sys.stderr)\n    path = [")},
+       extra=[(END, "import sys\nprint('done', file=sys.stderr)\n")])
+honest("hon_tqdm", "the solution with a tqdm progress bar in train", cells={
+    **SOL1, "train": SOL1["train"].replace("for i in range(steps):",
+                                           "for i in tqdm(range(steps)):")},
+       extra=[(2, "from tqdm.auto import tqdm\n")])
+honest("hon_helpers", "the solution through helpers of its own named like names the tests use "
+       "(path, check_train, check_dE_dw, np, A, E, score)", cells={
+           "dE_dw": r'''
+import numpy as np
+def A(s):
+    return 1.0 / (1.0 + np.exp(-s))
+def E(y_hat, y):
+    return 0.5 * (y_hat - y) ** 2
+def check_dE_dw(f):
+    """my own sanity check"""
+    assert abs(f(0.0, 1.0, 1.0) + 0.125) < 1e-12
+def dE_dw(w, x, y):
+    y_hat = A(w * x)
+    return (y_hat - y) * x * y_hat * (1.0 - y_hat)
+check_dE_dw(dE_dw)
+''', "update": SOL1["update"], "train": r'''
+def path(w0, mu, steps, xs):
+    out = [float(w0)]
+    for i in range(steps):
+        x = xs[i % len(xs)]
+        out.append(update(out[-1], x, x, mu))
+    return np.array(out)
+def check_train(f):
+    return len(f(0.0, 1.0, 3)) == 4
+def score(v):
+    return v
+def train(w0, mu, steps, xs=(0.0, 1.0)):
+    return path(w0, mu, steps, xs)
+'''})
+honest("hon_crash_after", "the solution, then a cell after every test that raises",
+       cells=SOL1, extra=[(END, "raise RuntimeError('I crash after the tests')\n")])
+honest("hon_exit_after", "the solution, then a cell after every test that ends the kernel",
+       cells=SOL1, extra=[(END, "import os\nos._exit(1)\n")])
+honest("hon_hang_after", "the solution, then a cell after every test that spins forever with "
+       "SIGINT ignored", cells=SOL1,
+       extra=[(END, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                    "while True:\n    pass\n")])
+honest("hon_hang_before", "the solution, with a cell before the answers that sleeps forever "
+       "with SIGINT ignored and another that spins (a timeout costs no later test)",
+       cells=SOL1, extra=[(2, r'''
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+time.sleep(10**6)
+'''), (3, "while True:\n    pass\n")])
+honest("hon_display", "the solution that also prints and plots inside its answers",
+       cells={**SOL1, "train": SOL1["train"].replace(
+           "    return np.array(path)",
+           "    import matplotlib.pyplot as plt\n    print('weights', path[:3])\n"
+           "    return np.array(path)")},
+       extra=[(END, "import matplotlib.pyplot as plt\nplt.plot(path)\nplt.show()\n")])
+
+# ---------------------------------------------------------------------------------------------
+# ps3: a few attacks and the honest class
+# ---------------------------------------------------------------------------------------------
+
+STUB3 = {
+    "delta_L_cross_entropy": "def delta_L_cross_entropy(z_L, y):\n    return np.zeros_like(z_L)\n",
+    "delta_L_squared_error": "def delta_L_squared_error(z_L, Y, S, S_prime):\n"
+                             "    return np.zeros_like(z_L)\n",
+    "backward_step": "def backward_step(l, W, z, a, delta, S_prime):\n"
+                     "    return np.zeros_like(z[l - 1])\n",
+    "weight_gradient": "def weight_gradient(l, delta, a):\n"
+                       "    return np.zeros((delta[l].shape[0], a[l - 1].shape[0]))\n",
+    "bias_gradient": "def bias_gradient(l, delta):\n    return np.zeros(delta[l].shape[0])\n",
+    "gradients": "def gradients(W, b, X, Y, loss):\n"
+                 "    return ({l: np.zeros_like(W[l]) for l in W},\n"
+                 "            {l: np.zeros_like(b[l]) for l in b})\n",
+    "train_digits": "def train_digits(X_train, y_train, seed=0):\n"
+                    "    rng = np.random.default_rng(seed)\n"
+                    "    return {1: rng.normal(size=(10, 64))}, {1: np.zeros(10)}\n",
+}
+
+PS3: list[Sub] = [
+    Sub(name="atk3_ref_workspace", assignment="ps3",
+        what="backward_step and the backward pass of `gradients` through course_pkg.workspace's "
+             "ArrayOps.error_below and network.descend (the reference Algorithm 1, lines 7-10)",
+        cells={**STUB3, "backward_step": r'''
+from course_pkg.workspace import ArrayOps as _Ops
+from course_pkg import network as _net
+def backward_step(l, W, z, a, delta, S_prime):
+    return _Ops(np).error_below(W[l], delta[l], lambda v, xp=np: S_prime(v), z[l - 1],
+                                a[l - 1], l - 1)
+''', "gradients": r'''
+def gradients(W, b, X, Y, loss):
+    L = len(W)
+    a, z = {0: X.T}, {}
+    for l in range(1, L + 1):
+        z[l] = W[l] @ a[l - 1] + b[l][:, None]
+        a[l] = np.tanh(z[l]) if l < L else z[l]
+    n = X.shape[0]
+    if loss == "cross_entropy":
+        dL = (softmax(z[L]) - one_hot(Y, z[L].shape[0])) / n
+    else:
+        dL = 2.0 * (z[L] - Y.T) / n
+    W2 = {l: np.array(W[l], dtype=float) for l in W}
+    b2 = {l: np.array(b[l], dtype=float) for l in b}
+    _net.descend(W2, b2, z, a, dL, {l: (lambda v, xp=np: 1.0 - np.tanh(v) ** 2) for l in W},
+                 _Ops(np))
+    return ({l: W[l] - W2[l] for l in W}, {l: b[l] - b2[l] for l in b})
+'''}),
+    Sub(name="atk3_withheld", assignment="ps3",
+        what="calls the withheld course_pkg.network.back_propagate, Network.loss_and_gradients and "
+             "losses.output_delta", cells={**STUB3, "gradients": r'''
+from course_pkg.network import Network as _Net
+def gradients(W, b, X, Y, loss):
+    L = len(W)
+    sizes = [W[1].shape[1]] + [W[l].shape[0] for l in range(1, L + 1)]
+    acts = ["tanh"] * (L - 1) + (["softmax"] if loss == "cross_entropy" else ["identity"])
+    net = _Net(sizes, acts, loss=loss, weights=[W[l] for l in range(1, L + 1)],
+               biases=[b[l] for l in range(1, L + 1)])
+    _, (gW, gb) = net.loss_and_gradients(X, Y)
+    return ({l: gW[l - 1] for l in W}, {l: gb[l - 1] for l in b})
+'''}),
+    Sub(name="atk3_secrets", assignment="ps3",
+        what="prints /proc/1/environ and searches for SECRET files and the hidden training "
+             "split", cells=STUB3, extra=[(2, r'''
+import os
+for p in ("/proc/1/environ", "@COURSE@/source/ps3/SECRET_TOKEN.txt"):
+    try:
+        print(p, open(p, "rb").read())
+    except Exception as e:
+        print(p, "ERR", e)
+''')])
 ,
     Sub(name="hon3_tqdm_helpers", assignment="ps3", honest=True,
         what="the ps3 solution with tqdm in training, stderr, and helpers of its own named "
