@@ -1,15 +1,21 @@
 """Every page of the built book in headless Chromium, served from localhost with no network.
 
-For each document of ``_toc.yml``: the page loads with no failed request, no request leaving
-localhost and no console error; MathJax renders every equation; every image has loaded; and on
-each chapter one static explorer (``course_pkg.widgets``) swaps its picture when a slider
-moves. The ipywidgets saved on the root page are rendered by the vendored widget manager and
-respond with no kernel. A screenshot of each page is kept in ``tests/artifacts/`` (gitignored).
+For each document of ``_toc.yml`` (so a new page is covered as soon as it is listed): the page
+loads with no failed request, no request leaving localhost and no console error; MathJax
+renders every equation; every image has loaded; every static explorer (``course_pkg.widgets``)
+swaps its picture when any of its sliders moves, offers enough positions and shows its picture
+unscaled; and nothing is cut off: at 1400 and 1280 px, every table, code block and equation
+fits its column or scrolls inside its own box, the six-column notation table fits, and no
+widget label is clipped. The ipywidgets saved on the root page are rendered by the vendored
+widget manager and respond with no kernel. A screenshot of each page is kept in
+``tests/artifacts/`` (gitignored).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import re
 import shutil
 import tempfile
 import threading
@@ -21,13 +27,13 @@ from urllib.parse import urlparse
 import pytest
 
 try:  # tests/ is on sys.path under pytest's default import mode
-    from test_book_build import BuiltSite, build_warnings, built_site, chapter_files, toc_files
+    from test_book_build import BuiltSite, build_warnings, built_site, source_of, toc_files
 except ImportError:  # tests/ made a package
     from tests.test_book_build import (
         BuiltSite,
         build_warnings,
         built_site,
-        chapter_files,
+        source_of,
         toc_files,
     )
 
@@ -168,19 +174,149 @@ def move_first_slider(page: object) -> tuple[str, str, str, str]:
     return (*before, *after)
 
 
-@pytest.mark.parametrize("docname", chapter_files())
-def test_chapter_explorer_responds_to_its_slider(browser_context: object, server: str,
-                                                  docname: str) -> None:
+EXPLORER_CALL = re.compile(r"^[\w.]*\w_explorer\(\)\s*$", re.M)
+
+
+def explorers_in_source(docname: str) -> int:
+    """How many code cells of a page's source end by showing an explorer (``x_explorer()``)."""
+    return len(EXPLORER_CALL.findall(source_of(docname).read_text()))
+
+
+def is_number(label: str) -> bool:
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("docname", toc_files())
+def test_every_explorer_responds_to_every_slider(browser_context: object, server: str,
+                                                 docname: str) -> None:
+    """Each explorer of the page: every slider swaps the picture; a 1-D explorer has at least
+    25 positions and each numeric slider of a 2-D one at least 10 (a slider over names, such as
+    the activation, has as many as there are names); the picture is not scaled down."""
     page, log = open_page(browser_context, server, docname)
     try:
-        assert page.locator(".course-explorer").count() >= 1, f"{docname} has no explorer"
-        key0, src0, key1, src1 = move_first_slider(page)
-        assert key1 != key0, "the slider did not change the explorer's frame key"
-        assert src1 != src0, "the slider did not change the explorer's picture"
-        loaded = page.locator(".course-explorer img").first.evaluate(
-            "img => img.complete && img.naturalWidth > 0")
-        assert loaded
+        explorers = page.locator(".course-explorer")
+        assert explorers.count() >= explorers_in_source(docname), \
+            f"{docname}: {explorers_in_source(docname)} explorers in the source, " \
+            f"{explorers.count()} on the page"
+        for e in range(explorers.count()):
+            explorer = explorers.nth(e)
+            explorer.scroll_into_view_if_needed()
+            img = explorer.locator("img").first
+            sliders = explorer.locator("input[type=range]")
+            numeric = []
+            for s in range(sliders.count()):
+                slider = sliders.nth(s)
+                labels = json.loads(slider.get_attribute("data-labels"))
+                if all(is_number(label) for label in labels):
+                    numeric.append(len(labels))
+                before = img.get_attribute("data-key"), img.get_attribute("src")
+                low, high, value = (int(slider.get_attribute(a)) for a in ("min", "max", "value"))
+                assert high > low, f"{docname}: explorer {e}, slider {s} has a single value"
+                target = low if value != low else high
+                slider.evaluate("(el, v) => { el.value = String(v);"
+                                " el.dispatchEvent(new Event('input', {bubbles: true})); }",
+                                target)
+                after = img.get_attribute("data-key"), img.get_attribute("src")
+                assert after[0] != before[0], f"{docname}: explorer {e}, slider {s}: same key"
+                assert after[1] != before[1], f"{docname}: explorer {e}, slider {s}: same picture"
+            if sliders.count() == 1:
+                assert not numeric or numeric[0] >= 25, \
+                    f"{docname}: explorer {e} has {numeric[0]} positions (fewer than 25)"
+            else:
+                assert all(n >= 10 for n in numeric), \
+                    f"{docname}: explorer {e} has numeric sliders of {numeric} positions"
+            shown = img.evaluate("img => [img.complete && img.naturalWidth > 0,"
+                                 " img.getBoundingClientRect().width, img.naturalWidth]")
+            assert shown[0], f"{docname}: explorer {e}: picture not loaded"
+            assert shown[1] >= 0.95 * shown[2], \
+                f"{docname}: explorer {e} is scaled to {shown[1]:.0f} of {shown[2]} px: " \
+                "its labels shrink below their drawn size"
+            assert explorer.locator(".course-explorer-hint").count() == 0, \
+                "the note for notebooks without the script shows on the site"
         assert not log.problems, "\n".join(log.problems)
+    finally:
+        page.close()
+
+
+LAYOUT = """() => {
+  const article = document.querySelector('article.bd-article');
+  const right = article.getBoundingClientRect().right;
+  const scrolls = el => { for (let e = el; e && e !== article.parentElement; e = e.parentElement) {
+      const s = getComputedStyle(e).overflowX;
+      if (s === 'auto' || s === 'scroll') return true; }
+    return false; };
+  const problems = [];
+  const wide = 'table, pre, mjx-container[display=true], .course-explorer, .jupyter-widgets';
+  for (const el of article.querySelectorAll(wide)) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || scrolls(el)) continue;
+    if (r.right > right + 1)
+      problems.push(`${el.tagName} sticks out by ${Math.round(r.right - right)} px: ` +
+                    (el.textContent || '').trim().slice(0, 50));
+    for (let e = el.parentElement; e && e !== article; e = e.parentElement) {
+      const s = getComputedStyle(e), er = e.getBoundingClientRect();
+      if ((s.overflowX === 'hidden' || s.overflowX === 'clip') && r.right > er.right + 1) {
+        problems.push(`${el.tagName} clipped by ${Math.round(r.right - er.right)} px: ` +
+                      (el.textContent || '').trim().slice(0, 50));
+        break; } } }
+  for (const table of article.querySelectorAll('table.table')) {
+    const row = table.querySelector('tr');
+    if (row && row.children.length >= 6 && window.innerWidth >= 1400 &&
+        table.getBoundingClientRect().right > right + 1)
+      problems.push(`a ${row.children.length}-column table does not fit at ` +
+                    `${window.innerWidth} px`); }
+  for (const label of article.querySelectorAll('.jupyter-widgets .widget-label')) {
+    if (label.textContent.trim() && label.scrollWidth > label.clientWidth + 1)
+      problems.push(`widget label cut off: ${label.textContent.trim()}`); }
+  for (const cell of article.querySelectorAll('.cell_output table td')) {
+    const s = getComputedStyle(cell);
+    if (parseFloat(s.paddingLeft) + parseFloat(s.paddingRight) < 8) {
+      problems.push('a table printed by a cell has no space between its columns'); break; } }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 1280])
+@pytest.mark.parametrize("docname", toc_files())
+def test_nothing_is_cut_off(browser_context: object, server: str, docname: str,
+                            width: int) -> None:
+    page, log = open_page(browser_context, server, docname)
+    try:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(200)
+        problems = page.evaluate(LAYOUT)
+        assert not problems, f"{docname} at {width} px:\n" + "\n".join(problems)
+    finally:
+        page.close()
+
+
+def test_the_layout_check_sees_clipped_content(browser_context: object, server: str) -> None:
+    """The check above fails on what the issue saw: a clipped equation, a table wider than its
+    column with no scroll box, a cut-off widget label and a table with no column spacing."""
+    page = browser_context.new_page()
+    url = f"{server}/__layout_test.html"
+    body = ('<article class="bd-article" style="width:300px">'
+            '<div style="overflow:hidden"><mjx-container display="true" '
+            'style="display:block;width:500px">x</mjx-container></div>'
+            '<div style="overflow:visible"><table class="table"><tr><td style="min-width:400px">'
+            'a</td></tr></table></div>'
+            '<div class="jupyter-widgets"><div class="widget-label" style="width:40px;'
+            'overflow:hidden;white-space:nowrap">learning rate</div></div>'
+            '<div class="cell_output"><table><tr><td style="padding:0">1</td>'
+            '<td style="padding:0">2</td></tr></table></div></article>')
+    page.route(url, lambda route: route.fulfill(body=f"<!DOCTYPE html><html><body>{body}"
+                                                "</body></html>", content_type="text/html"))
+    try:
+        page.goto(url)
+        problems = page.evaluate(LAYOUT)
+        assert any("clipped" in p for p in problems)
+        assert any("sticks out" in p for p in problems)
+        assert any("label cut off" in p for p in problems)
+        assert any("no space between" in p for p in problems)
     finally:
         page.close()
 

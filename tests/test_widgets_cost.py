@@ -27,7 +27,8 @@ def test_cost_explorer_live_redraws_for_width_and_depth():
 
 def test_cost_explorer_static_has_every_frame_and_the_width_changes_the_picture():
     ex = cost.cost_explorer(static=True)
-    assert len(ex.frames) == len(cost.WIDTHS) * len(cost.DEPTHS) <= 40
+    assert len(ex.frames) == len(cost.WIDTHS) * len(cost.DEPTHS)
+    assert len(cost.WIDTHS) >= 10 and len(cost.DEPTHS) >= 10
     assert ex.frames["0,1"] != ex.frames["1,1"]  # the first control (width) changes it
     assert 'class="course-explorer"' in ex._repr_html_()
 

@@ -36,7 +36,8 @@ def test_gradient_explorer_arrow_is_the_gradient():
 
 def test_gradient_explorer_static_frames():
     ex = descent.gradient_explorer(static=True)
-    assert len(ex.frames) == len(descent.POINT_X) * len(descent.POINT_Y) <= 40
+    assert len(descent.POINT_X) >= 10 and len(descent.POINT_Y) >= 10
+    assert len(ex.frames) == len(descent.POINT_X) * len(descent.POINT_Y)
     assert len(set(ex.frames.values())) == len(ex.frames)
     html = ex._repr_html_()
     assert 'class="course-explorer"' in html and html.count('type="range"') == 2
@@ -55,7 +56,8 @@ def test_step_size_explorer_live_redraws():
 
 def test_step_size_explorer_static_frames_and_path():
     ex = descent.step_size_explorer(static=True)
-    assert len(ex.frames) == len(descent.ETAS)
+    assert len(ex.frames) == len(descent.ETAS) >= 25
+    assert min(descent.ETAS) < 0.5 < max(descent.ETAS)  # both sides of eta* = 2 / 4
     assert len(set(ex.frames.values())) == len(ex.frames)
     fig = descent.draw_step_size(eta=0.25, steps=30)
     path_line = fig.axes[0].lines[0]

@@ -28,7 +28,8 @@ def test_training_explorer_live_redraws_for_mu_and_w0():
 
 def test_training_explorer_static_frames():
     ex = sg.training_explorer(static=True)
-    assert len(ex.frames) == len(sg.MUS) * len(sg.W0S) <= 40
+    assert len(ex.frames) == len(sg.MUS) * len(sg.W0S)
+    assert len(sg.MUS) >= 10 and len(sg.W0S) >= 10
     assert len(set(ex.frames.values())) == len(ex.frames)
     html = ex._repr_html_()
     assert 'class="course-explorer"' in html and html.count('type="range"') == 2

@@ -14,8 +14,9 @@ opens in JupyterLab (with ``jupyterlab-myst``, which renders the MyST directives
   that installs it (and runs it on Colab);
 - each exercise's ``{solution}`` block moves into a markdown cell of its own whose source is
   folded (``jupyter.source_hidden``): one click unfolds it;
-- the notebook is nbformat 4.5 with stable cell ids, without jupytext's metadata, so that
-  JupyterLab has nothing to add when it opens it (an opened download is not "modified").
+- the notebook is nbformat 4.5 with stable cell ids, ipykernel's own kernelspec and no
+  jupytext metadata, so that JupyterLab has nothing to change when it opens it and starts its
+  kernel (an opened download is not "modified").
 
 Run as a script (``python book/_ext/student_notebooks.py book/*.md``), it writes
 ``book/<chapter>.ipynb`` beside each MyST chapter: ``.binder/postBuild`` does this so that
@@ -37,6 +38,9 @@ SOLUTION_TAG = "course-solution"
 SOLUTION_HINT = "*Solution below, folded: click the bar to unfold it.*"
 
 PACKAGE = Path(__file__).resolve().parents[2] / "course_pkg"
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+"""The kernelspec that ipykernel installs, as JupyterLab writes it into a notebook."""
 
 
 def package_fingerprint(package: Path = PACKAGE) -> str:
@@ -172,6 +176,11 @@ def student_notebook(notebook: Any, repository: tuple[str, str] | None = None) -
     nb = copy.deepcopy(notebook)
     nb.metadata.pop("jupytext", None)
     nb.metadata.get("kernelspec", {}).pop(FINGERPRINT_KEY, None)
+    nb.metadata.pop("source_map", None)
+    if nb.metadata.get("kernelspec", {}).get("name") == "python3":
+        # ipykernel's own kernelspec: JupyterLab rewrites any other display name when the
+        # kernel starts, which marks a freshly opened notebook as modified.
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
     cells = _fold_solutions(list(nb.cells))
     if uses_course_pkg(nb):
         setup = nbformat.v4.new_code_cell(setup_source(repository))

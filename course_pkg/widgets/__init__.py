@@ -7,6 +7,11 @@ the values each control may take. In a running notebook it returns a live :class
 values is drawn once at build time, and a few lines of inline JavaScript swap the pictures as
 the reader moves the sliders, so the published page responds with no kernel and no network.
 
+Both forms make every label readable at 100% zoom (:func:`readable`: at least ``MIN_FONT_PT``
+points, drawn at 72 dots per inch, so as many pixels). The live form shows its figure as an
+ordinary output of the cell, updated in place, so that a saved notebook shows the figure again
+when it is reopened without a kernel. The static form's picture frames are 256-colour PNGs.
+
 ipywidgets is imported only when a live explorer is made.
 """
 
@@ -24,8 +29,55 @@ from typing import Any
 
 import numpy as np
 
-MAX_FRAMES = 96
+MAX_FRAMES = 150
 """The most pictures a static explorer precomputes (the product of the control grids)."""
+
+MIN_FONT_PT = 10
+"""The smallest font size (points) of any text in an explorer's figure; frames are drawn at
+72 dots per inch, so a point is a pixel at 100% zoom."""
+
+FRAME_DPI = 72
+"""Dots per inch of the static explorers' frames."""
+
+STATIC_HINT = ("These sliders move with the course website's script. In a notebook, run the "
+               "cell: the live version redraws the figure.")
+"""Shown under a static explorer where its script does not run (an untrusted notebook)."""
+
+
+def readable(fig: Any, min_size: float = MIN_FONT_PT) -> Any:
+    """Raise every text of a matplotlib figure (labels, ticks, titles, legends, annotations)
+    to at least ``min_size`` points; returns the figure."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < min_size:
+            text.set_fontsize(min_size)
+    return fig
+
+
+def frame_box(fig: Any, pad: float = 0.12) -> Any:
+    """The tight bounding box (inches) of a figure's drawing, with ``pad`` inches around it.
+
+    A static explorer computes it once, on its first frame, and crops every frame to it: one
+    drawing per frame instead of the two of ``bbox_inches="tight"``, and frames of one size.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    box = fig.get_tightbbox(canvas.get_renderer())
+    return box.padded(pad)
+
+
+def png_frame(fig: Any, dpi: int = FRAME_DPI, box: Any = "tight") -> str:
+    """The figure as a data URI of a 256-colour PNG (a quarter of a true-colour PNG's size)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def _format(value: Any) -> str:
@@ -79,7 +131,7 @@ class Explorer:
     figure
         The matplotlib figure drawn for the current values.
     widget
-        The ipywidgets box shown in the notebook.
+        The ipywidgets box of the sliders; the figure is shown below it as an image output.
     """
 
     def __init__(self, draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
@@ -99,11 +151,11 @@ class Explorer:
             )
             for name, values in grids.items()
         }
-        self.output = w.Output()
         self.figure = None
+        self._handle = None
         for slider in self.controls.values():
             slider.observe(lambda _change: self.redraw(), names="value")
-        self.widget = w.VBox([*self.controls.values(), self.output])
+        self.widget = w.VBox(list(self.controls.values()))
         self.redraw()
 
     @property
@@ -112,19 +164,29 @@ class Explorer:
         return {name: slider.value for name, slider in self.controls.items()}
 
     def redraw(self) -> None:
-        """Draw the figure for the current values and show it."""
-        from IPython.display import display
-
+        """Draw the figure for the current values and show it in place of the previous one."""
         if self.figure is not None:
             self._plt.close(self.figure)
-        self.figure = self._draw(**self.values)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
-        self._plt.close(self.figure)  # shown once, in the output, not again by the backend
+        self.figure = readable(self._draw(**self.values))
+        self._plt.close(self.figure)  # shown by the display handle, not again by the backend
+        if self._handle is not None:
+            self._handle.update(self.image())
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def image(self) -> Any:
+        """The current figure as an IPython PNG image (what the cell's output shows)."""
+        from IPython.display import Image
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=FRAME_DPI, bbox_inches="tight")
+        return Image(data=buffer.getvalue(), format="png")
+
+    def _ipython_display_(self) -> None:
+        """The sliders (a widget) and the figure (a plain image output, kept in a saved
+        notebook), updated in place as the sliders move."""
+        from IPython.display import display
+
+        display(self.widget)
+        self._handle = display(self.image(), display_id=True)
 
 
 class StaticExplorer:
@@ -137,7 +199,7 @@ class StaticExplorer:
     """
 
     def __init__(self, draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
-                 initial: Mapping[str, Any] | None = None, dpi: int = 72) -> None:
+                 initial: Mapping[str, Any] | None = None, dpi: int = FRAME_DPI) -> None:
         import matplotlib.pyplot as plt
 
         self.grids = _check_controls(controls)
@@ -154,14 +216,14 @@ class StaticExplorer:
         ]
         self.frames: dict[str, str] = {}
         names = list(self.grids)
+        box = None
         for index in itertools.product(*(range(len(v)) for v in self.grids.values())):
             values = {name: self.grids[name][i] for name, i in zip(names, index, strict=True)}
-            fig = draw(**values)
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            fig = readable(draw(**values))
+            if box is None:
+                box = frame_box(fig)
+            self.frames[",".join(map(str, index))] = png_frame(fig, dpi, box)
             plt.close(fig)
-            png = base64.b64encode(buffer.getvalue()).decode("ascii")
-            self.frames[",".join(map(str, index))] = "data:image/png;base64," + png
 
     def _repr_html_(self) -> str:
         uid = "explorer-" + uuid.uuid4().hex[:10]
@@ -187,12 +249,15 @@ class StaticExplorer:
             "el.nextElementSibling.textContent=JSON.parse(el.dataset.labels)[el.value];});"
             "img.src=frames[key.join(',')];img.dataset.key=key.join(',');}"
             "inputs.forEach(function(el){el.addEventListener('input',show);});"
+            "var hint=root.querySelector('.course-explorer-hint');if(hint)hint.remove();"
             "})();"
         )
         return (
             f'<div id="{uid}" class="course-explorer">{"".join(rows)}'
             f'<img src="{self.frames[key]}" data-key="{key}" alt="interactive figure" '
-            f'style="max-width:100%"><script>{script}</script></div>'
+            f'style="max-width:100%">'
+            f'<p class="course-explorer-hint" style="font-family:sans-serif;font-size:0.85em;'
+            f'font-style:italic">{html.escape(STATIC_HINT)}</p><script>{script}</script></div>'
         )
 
 

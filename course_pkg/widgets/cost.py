@@ -33,10 +33,10 @@ from course_pkg.network import _check_sizes as check_sizes
 INPUTS, OUTPUTS, BATCH = 64, 10, 32
 """The widget's network: 64 inputs and 10 outputs (the digits), a batch of 32 examples."""
 
-WIDTHS = (4, 8, 16, 32, 64, 128)
+WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 """The hidden widths the widget offers."""
 
-DEPTHS = (1, 2, 3)
+DEPTHS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 """The numbers of hidden layers the widget offers."""
 
 

@@ -27,12 +27,13 @@ H_EXAMPLE = np.array([[2.5, 1.5], [1.5, 2.5]])
 W0_EXAMPLE = np.array([-1.6, 0.6])
 """The starting point of the step-size experiment."""
 
-POINT_X = [-2.4, -0.8, 0.8, 2.4]
-POINT_Y = [-1.5, 0.0, 1.5]
-"""The grid of the point (x, y) in :func:`gradient_explorer` (12 static frames)."""
+POINT_X = [-2.7, -2.1, -1.5, -0.9, -0.3, 0.3, 0.9, 1.5, 2.1, 2.7]
+POINT_Y = [-2.25, -1.75, -1.25, -0.75, -0.25, 0.25, 0.75, 1.25, 1.75, 2.25]
+"""The grid of the point (x, y) in :func:`gradient_explorer`: 10 x 10 positions."""
 
-ETAS = [0.05, 0.15, 0.25, 0.35, 0.45, 0.5, 0.52, 0.56]
-"""The learning rates of :func:`step_size_explorer`, on both sides of eta* = 0.5."""
+ETAS = [0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.18, 0.20, 0.22, 0.24, 0.26, 0.28,
+        0.30, 0.32, 0.34, 0.36, 0.38, 0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56]
+"""The 28 learning rates of :func:`step_size_explorer`, on both sides of eta* = 0.5."""
 
 
 # -- the landscape F and its derivatives ----------------------------------------------------
@@ -163,7 +164,7 @@ def draw_landscape(x: float = 0.8, y: float = 1.5) -> Any:
 def gradient_explorer(static: bool | None = None) -> Any:
     """Move the point (x, y): its gradient on the surface and on the contour map."""
     controls = {"x": POINT_X, "y": POINT_Y}
-    return explorer(draw_landscape, controls, {"x": 0.8, "y": 1.5}, static=static)
+    return explorer(draw_landscape, controls, {"x": 0.9, "y": 1.25}, static=static)
 
 
 def draw_step_size(eta: float = 0.3, steps: int = 30) -> Any:
@@ -195,4 +196,4 @@ def draw_step_size(eta: float = 0.3, steps: int = 30) -> Any:
 def step_size_explorer(static: bool | None = None) -> Any:
     """Move the learning rate eta through convergence, oscillation and divergence."""
     controls = {"eta": ETAS}
-    return explorer(draw_step_size, controls, {"eta": 0.25}, static=static)
+    return explorer(draw_step_size, controls, {"eta": 0.24}, static=static)

@@ -37,8 +37,8 @@ TARGETS = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
 ETA = 4.0
 """The step size eta of the example."""
 
-EPOCHS = (0, 5, 20, 50, 100, 400)
-"""The epochs the widget can show (one epoch = one update per example, in order)."""
+EPOCHS = (0, 2, 5, 10, 20, 35, 50, 100, 200, 400)
+"""The ten epochs the widget can show (one epoch = one update per example, in order)."""
 
 
 def initial_weights(layout: tuple[int, ...] = LAYOUT, seed: int = 6) -> list[np.ndarray]:
@@ -116,15 +116,15 @@ def draw_graph(ax: Any, w: list[np.ndarray], x: np.ndarray, t: np.ndarray,
     ax.add_collection(LineCollection(
         edges, colors=np.where(weights > 0, "tab:blue", "tab:red"), alpha=0.45, zorder=1,
         linewidths=0.4 + 1.2 * np.minimum(np.abs(weights), 4.0)))
-    ax.scatter(pos[0][:, 0], pos[0][:, 1], s=520, c="0.85", edgecolors="k", zorder=2)
+    ax.scatter(pos[0][:, 0], pos[0][:, 1], s=1000, c="0.85", edgecolors="k", zorder=2)
     for (px, py), value in zip(pos[0], a[0], strict=True):
-        ax.text(px, py, f"{value:.0f}", ha="center", va="center", fontsize=8, zorder=3)
+        ax.text(px, py, f"{value:.0f}", ha="center", va="center", fontsize=10, zorder=3)
     xy = np.vstack(pos[1:])
     values = np.concatenate([Delta[m] for m in range(1, len(layout))])
-    nodes = ax.scatter(xy[:, 0], xy[:, 1], s=520, c=values, cmap="RdBu", vmin=-scale,
+    nodes = ax.scatter(xy[:, 0], xy[:, 1], s=1000, c=values, cmap="RdBu", vmin=-scale,
                        vmax=scale, edgecolors="k", zorder=2)
     for (px, py), value in zip(xy, values, strict=True):
-        ax.text(px, py, f"{value:+.2f}", ha="center", va="center", fontsize=7, zorder=3,
+        ax.text(px, py, f"{value:+.2f}", ha="center", va="center", fontsize=10, zorder=3,
                 color="white" if abs(value) > 0.6 * scale else "black")
     ax.set_xticks(range(len(layout)), ["input", *["hidden"] * (len(layout) - 2), "output"])
     ax.set_yticks([])
@@ -145,10 +145,10 @@ def draw(epoch: int = 20, example: int = 1) -> Any:
         raise ValueError(f"example must be 0..{len(INPUTS) - 1}, got {example}")
     history = example_history()
     w, x, t = list(history[epoch]), INPUTS[example], TARGETS[example]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), width_ratios=(1.25, 1))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), width_ratios=(1.35, 1))
     draw_graph(left, w, x, t)
     left.set_title(f"epoch {epoch}: x = ({x[0]:.0f}, {x[1]:.0f}), "
-                   f"t = ({t[0]:.0f}, {t[1]:.0f})", fontsize=9)
+                   f"t = ({t[0]:.0f}, {t[1]:.0f})", fontsize=10)
 
     errors = example_errors()
     epochs, E_n = np.arange(len(errors)), errors[:, example]
@@ -161,7 +161,7 @@ def draw(epoch: int = 20, example: int = 1) -> Any:
     right.set_ylim(0, None)
     right.set_xlabel("epoch + 1")
     right.set_ylabel("error E_n")
-    right.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=10, loc="lower left")
     fig.subplots_adjust(left=0.03, right=0.98, bottom=0.15, top=0.9, wspace=0.4)
     return fig
 

@@ -18,7 +18,7 @@ from course_pkg.backend import to_numpy
 from course_pkg.network import Network
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
-DEPTHS = (2, 4, 6, 8, 10)
+DEPTHS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 """Numbers of hidden layers in the explorer's grid."""
 
 WIDTH = 32

@@ -23,8 +23,8 @@ from course_pkg.widgets import explorer
 X_BOTH = np.array([[0.0], [1.0]])
 """The two inputs x = 0 and x = 1 as a batch of rows, as :class:`Network` takes them."""
 
-MUS = [0.1, 1.0, 10.0, 100.0]
-W0S = [-4.0, 0.0, 4.0]
+MUS = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+W0S = [-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 """The grids of :func:`training_explorer`: learning rates mu and initial weights w0."""
 
 

@@ -20,7 +20,7 @@ from course_pkg.train import train
 TARGETS = tuple(BISHOP_TARGETS)
 """The four targets, in the order of Bishop's figure: square, sin, abs, step."""
 
-EPOCHS = (0, 100, 1000, 5000)
+EPOCHS = (0, 50, 100, 200, 500, 1000, 2000, 3000, 4000, 5000)
 """The training epochs at which a snapshot of the parameters is kept (the explorer's grid)."""
 
 LEARNING_RATE = 0.15
