@@ -266,3 +266,10 @@ def test_float32(errors32, errors64):
     assert np.spacing(np.float32(0.6)) == pytest.approx(6e-8, rel=0.01)
     assert np.spacing(np.float32(0.5)) / 2 == pytest.approx(3e-8, rel=0.01)
     assert rel32.min() > 100 * rel64.min()
+
+
+def test_the_package_tests_require_what_the_chapter_says():
+    """'the package's tests require r < 1e-6' (tests/test_gradients.py and others)."""
+    source = (Path(__file__).parent / "test_gradients.py").read_text(encoding="utf-8")
+    assert "TOLERANCE = 1e-6" in source
+    assert "the package's tests require $r < 10^{-6}$" in text()
