@@ -732,6 +732,40 @@ attack("atk_deep_json", "a notebook with 200000 nested JSON lists", cells=STUB1,
        files=_deep_json, poison=True)
 
 
+def _bigint_json(folder: Path, ctx: dict) -> None:
+    nb = (folder / "ps1.ipynb").read_text()
+    (folder / "ps1.ipynb").write_text(nb[:-1] + ', "big": ' + "7" * 5000 + "}")
+
+
+attack("atk_bigint_json", "a notebook holding a 5000-digit integer (Python refuses to parse "
+       "it: ValueError, not JSONDecodeError)", cells=STUB1, files=_bigint_json, poison=True)
+
+attack("atk_frame_bigint", "a cell writes its own reply frame on the kernel's reply pipe: a "
+       "JSON object with a 5000-digit integer", cells=STUB1, poison=True, extra=[(2, r'''
+import os, struct, sys
+body = b'{"ok": true, "outputs": [], "n": ' + b"7" * 5000 + b"}"
+os.write(int(sys.argv[2]), struct.pack(">Q", len(body)) + body)
+''')])
+
+attack("atk_frame_desync", "cells and answers write extra reply frames ahead (an exec reply "
+       "with outputs, lookups that say 'value', calls that say ok), so that every later reply "
+       "the grader reads is one the student forged", cells={
+           "dE_dw": r'''
+import json, os, struct, sys
+_fd = int(sys.argv[2])
+def _frame(msg):
+    body = json.dumps(msg).encode()
+    os.write(_fd, struct.pack(">Q", len(body)) + body)
+for _ in range(50):
+    _frame({"ok": True, "value": -0.125, "kind": "callable", "printed": "",
+            "outputs": [{"output_type": "execute_result", "data": {"text/plain": "5"}}]})
+def dE_dw(w, x, y):
+    for _ in range(5):
+        _frame({"ok": True, "value": -0.125, "kind": "callable", "printed": ""})
+    return -0.125
+''', "update": STUB1["update"], "train": STUB1["train"]})
+
+
 def _symlinked_folder(folder: Path, ctx: dict) -> None:
     shutil.rmtree(folder)
     folder.symlink_to(Path(ctx["COURSE"]) / "source" / "ps1")
@@ -767,8 +801,30 @@ publish_display_data({"text/html": payload, "application/javascript": "@XSS@()",
                       "text/markdown": payload, "text/plain": payload})
 print(payload)
 ''')], markdown=[(2, "<script>@XSS@()</script>\n\n<img src=x onerror=\"@XSS@()\">\n\n"
-                     "[x](javascript:@XSS@())\n\n<iframe src=\"javascript:@XSS@()\"></iframe>"),
+                     "[x](javascript:@XSS@())\n\n<iframe src=\"javascript:@XSS@()\"></iframe>\n\n"
+                     "![t](http://rt-track.invalid/@XSS@.png) [d](data:text/html,@XSS@)"),
                  (END, "</div></body><script>@XSS@()</script>")])
+
+attack("atk_xss_metadata", "scripts in cell tags and metadata, in the notebook's kernelspec and "
+       "language_info, and in a code cell's id, aimed at the feedback page's attributes",
+       cells=STUB1, files=lambda folder, ctx: _metadata_xss(folder, ctx))
+
+
+def _metadata_xss(folder: Path, ctx: dict) -> None:
+    nb = json.loads((folder / "ps1.ipynb").read_text())
+    evil = f'x"><script>{ctx["XSS"]}()</script><img src=x onerror="{ctx["XSS"]}()" a="'
+    for cell in nb["cells"]:
+        cell["metadata"]["tags"] = [evil]
+        cell["metadata"]["rt"] = evil
+    nb["metadata"]["kernelspec"] = {"name": evil, "display_name": evil, "language": evil}
+    nb["metadata"]["language_info"] = {"name": evil, "pygments_lexer": evil,
+                                       "codemirror_mode": evil, "file_extension": evil,
+                                       "mimetype": evil}
+    nb["metadata"]["title"] = evil
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {}, "version_major": 2, "version_minor": 0, "x": evil}}
+    (folder / "ps1.ipynb").write_text(json.dumps(nb))
+
 
 attack("atk_xss_errors", "answers that raise with HTML and scripts in the message",
        cells={"dE_dw": "def dE_dw(w, x, y):\n    raise ValueError('<script>@XSS@()</script>"
@@ -790,6 +846,9 @@ def _forged_id(name: str) -> Sub:
     return Sub(name=name, what=f"a student id with control characters: {name!r}", cells=STUB1)
 
 
+ATTACKS.append(_forged_id("atk_trailing_newline\n"))  # the id pattern ends with `$`
+ATTACKS.append(_forged_id("hon_plain\n"))  # a classmate's id, and a newline
+ATTACKS.append(_forged_id("=1+1"))  # a formula in the CSV
 ATTACKS.append(_forged_id("atk_id\nhon_plain: 0/5"))
 ATTACKS.append(_forged_id("atk_id_esc\x1b[2J\r"))
 
@@ -1326,30 +1385,36 @@ def test_no_secret_anywhere(batch: Batch) -> None:
 
 
 def test_report_not_forged(batch: Batch) -> None:
+    """One line per student, that student's score; nothing else a submission can write."""
     out = batch.results["autograde"].stdout.decode("utf-8", "replace")
+    out += batch.results.get("autograde poison", batch.results["autograde"]).stdout.decode(
+        "utf-8", "replace") if "autograde poison" in batch.results else ""
     assert "\x1b" not in out and "\r" not in out, "control characters in the report"
     names = {s.name for s in batch.subs}
-    for name in names:
-        if "\n" in name:
-            continue
-        lines = [line for line in out.splitlines() if line.startswith(f"{name}: ")]
-        assert len(lines) <= 1, f"{name} has {len(lines)} report lines: {lines}"
-        score = batch.scores.get(name)
-        if lines and score is not None and re.match(r"^\S+: [\d.]+/\d+", lines[0]):
-            shown = float(lines[0].split(": ")[1].split("/")[0])
-            assert shown == score, f"report says {lines[0]!r}, gradebook {score}"
+    seen: dict[str, int] = {}
     for line in out.splitlines():
-        if line and not line.startswith(" ") and ": " in line:
-            head = line.split(": ")[0]
-            assert head in names or head == batch.subs[0].assignment or any(
-                head in repr(n) or head.replace("\\n", "\n") in n for n in names), \
-                f"a report line names no student: {line!r}"
+        if not line or line.startswith(" "):
+            continue
+        head, sep, rest = line.partition(": ")
+        assert sep and (head in names or head == batch.subs[0].assignment), \
+            f"a report line that names no student: {line!r}"
+        if head in names:
+            seen[head] = seen.get(head, 0) + 1
+            score = batch.scores.get(head)
+            shown = re.match(r"^([\d.]+)/\d+", rest)
+            if shown and score is not None:
+                assert float(shown.group(1)) == score, f"{line!r}, gradebook {score}"
+    twice = {k: v for k, v in seen.items() if v > 1}
+    assert not twice, f"students with more than one report line: {twice}"
 
 
 def test_gradebook_intact(batch: Batch) -> None:
     expected = {s.name for s in batch.subs}
     assert batch.students_in_gradebook <= expected, \
         f"unknown students {batch.students_in_gradebook - expected}"
+    odd = [s for s in batch.students_in_gradebook
+           if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", s)]
+    assert not odd, f"student ids with control characters reached the gradebook: {odd}"
     manual = [row for row in batch.grade_rows if row[3] is not None or row[4]]
     assert not manual, f"manual scores or extra credit appeared: {manual[:5]}"
     honest = [s.name for s in batch.subs if s.honest]
@@ -1386,5 +1451,10 @@ def test_export_has_every_grade(batch: Batch) -> None:
     import csv
     rows = list(csv.DictReader(csv_path.open(newline="")))
     got = {(r["student_id"], r["assignment"]): float(r["score"] or 0) for r in rows}
+    formulas = [v for r in rows for v in r.values() if str(v)[:1] in ("=", "+", "-", "@")]
+    assert not formulas, f"CSV cells a spreadsheet runs as formulas: {formulas}"
+    ps = batch.subs[0].assignment
+    stripped = [r["student_id"].strip() for r in rows if r["assignment"] == ps]
+    assert len(stripped) == len(set(stripped)), "two rows whose student ids differ by spaces"
     for name, score in batch.scores.items():
         assert got.get((name, batch.subs[0].assignment)) == score, (name, score)
