@@ -1,50 +1,67 @@
-"""Time one ``Network.train_step`` against PyTorch, scikit-learn and the GEMM floor.
+"""Time one training step of course_pkg, PyTorch, scikit-learn and the GEMM floor.
 
-One SGD step on one batch is timed, in one process, for four implementations of the same
-network (relu hidden layers, softmax output, cross-entropy, plain SGD without momentum or
-weight decay):
+One SGD step on one batch is timed for four implementations of the same network (relu hidden
+layers, softmax output, cross-entropy, plain SGD without momentum or weight decay):
 
 * ``course_pkg``: ``Network.train_step(X, y, lr)``;
 * PyTorch CPU: an equivalent ``nn.Sequential`` with ``nn.CrossEntropyLoss`` and ``optim.SGD``
   (zero_grad, forward, backward, step);
 * scikit-learn: ``MLPClassifier(solver="sgd", batch_size=n).partial_fit`` on the batch;
-* the GEMM floor: only the matrix products of Algorithm 1 in NumPy, L forward products
-  W_l a_{l-1}, L weight-gradient products delta_l a_{l-1}^T and L - 1 delta products
-  W_l^T delta_l (8 products for 784-512-512-10). No implementation of the step can beat it.
+* the GEMM floor: only the matrix products of Algorithm 1, in NumPy, written into preallocated
+  outputs (``np.matmul(..., out=)``): L forward products W_l a_{l-1}, L weight-gradient
+  products delta_l a_{l-1}^T and L - 1 delta products W_l^T delta_l (8 for 784-512-512-10).
 
-The implementations are timed in interleaved rounds (one call of each per round), so that the
-load of a shared machine falls on all of them alike, and the table reports medians. All
-libraries get the same number of threads: the BLAS thread count (``threadpoolctl``) and
-``torch.set_num_threads``.
+How it is measured, so that each number is one a user would see:
+
+* every contender runs alone in its own fresh Python process, which imports only its own
+  library (one child process per contender and network), so that no library inherits the
+  allocator state or the thread pools of another;
+* the children are timed in interleaved rounds: in each round each child in turn runs a block
+  of steps (about ``--block`` seconds) while the others wait, then the next round starts; a
+  pause between blocks lets the BLAS threads of the child that just ran fall asleep. Load from
+  other users of a shared machine thus falls on all contenders alike;
+* a sample is the mean of a few consecutive steps (at least ~1 ms of them); the table gives the
+  median sample of all rounds, and the spread of the per-round medians;
+* every library gets the same number of threads (``--threads``, default 2): the environment
+  variables OMP/OPENBLAS/MKL_NUM_THREADS of the child, ``threadpoolctl`` and
+  ``torch.set_num_threads``;
+* ``--clock cpu`` times with the CPU time of the child process instead of the wall clock; with
+  ``--threads 1`` this is the work done, which other load on the machine barely changes.
+
+The course_pkg child also reports its minor page faults per step (memory that the allocator
+gave back to the system and takes again), the tracemalloc peak of one step (the memory a step
+allocates through Python's tracked allocators, NumPy's included), and the time of the input
+checks of a step (shape, dtype, NaN/inf in X, label range).
 
 Usage::
 
-    python benchmarks/bench_train_step.py            # CPU, writes benchmarks/results.md
-    python benchmarks/bench_train_step.py --gpu      # CuPy, writes benchmarks/results_gpu.md
-    python benchmarks/bench_train_step.py --quick    # few repeats, a smoke test
+    python benchmarks/bench_train_step.py            # writes benchmarks/results.md (+ .json)
     python benchmarks/bench_train_step.py --threads 1 --clock cpu \
         --output benchmarks/results_cpu_1thread.md   # CPU time: robust on a shared machine
+    python benchmarks/bench_train_step.py --quick    # few rounds, a smoke test
+    python benchmarks/bench_train_step.py --gpu      # CuPy (in one process), results_gpu.md
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import course_pkg as cp  # noqa: E402
+LR = 1e-3
+CONTENDERS = ("course_pkg", "floor", "torch", "sklearn")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+"""wall: elapsed time, what a user waits. cpu: CPU time of the process (all its threads)."""
 
 
 @dataclass(frozen=True)
@@ -54,33 +71,50 @@ class Case:
     sizes: tuple[int, ...]
     batch: int
     dtype: str
-    repeats: int
 
     @property
     def label(self) -> str:
         return f"{'-'.join(map(str, self.sizes))}, n={self.batch}, {self.dtype}"
 
 
-LR = 1e-3
+CASES = [
+    Case((784, 512, 512, 10), 256, "float64"),
+    Case((784, 512, 512, 10), 256, "float32"),
+    Case((64, 32, 10), 32, "float64"),
+    Case((64, 32, 10), 32, "float32"),
+]
+TARGETS = {
+    # sizes: (course/floor at most, PyTorch/course at least)
+    (784, 512, 512, 10): (1.05, 1.0),
+    (64, 32, 10): (4.0, 2.0),
+}
 
 
-def make_batch(case: Case, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+# -- the contenders, each built inside its own child process ---------------------------------
+def make_batch(case: Case, seed: int = 0):
     """A random batch: X of shape (n, p_0) in the case's dtype, integer labels y."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((case.batch, case.sizes[0])).astype(case.dtype)
     y = rng.integers(0, case.sizes[-1], size=case.batch)
     return X, y
 
 
-def course_step(case: Case, X, y, backend: str = "numpy") -> Callable[[], object]:
+def course_step(case: Case, X, y, backend: str = "numpy"):
+    sys.path.insert(0, str(ROOT))
+    import course_pkg as cp
+
     L = len(case.sizes) - 1
     net = cp.Network(list(case.sizes), ["relu"] * (L - 1) + ["softmax"], loss="cross_entropy",
                      backend=backend, dtype=case.dtype)
     Xb, yb = net.xp.asarray(X), net.xp.asarray(y)
-    return lambda: net.train_step(Xb, yb, LR)
+    step = lambda: net.train_step(Xb, yb, LR)  # noqa: E731
+    step.net = net
+    return step
 
 
-def torch_step(case: Case, X, y) -> Callable[[], object]:
+def torch_step(case: Case, X, y):
     import torch
 
     layers: list = []
@@ -102,9 +136,10 @@ def torch_step(case: Case, X, y) -> Callable[[], object]:
     return step
 
 
-def sklearn_step(case: Case, X, y) -> Callable[[], object]:
+def sklearn_step(case: Case, X, y):
     import warnings
 
+    import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -114,99 +149,207 @@ def sklearn_step(case: Case, X, y) -> Callable[[], object]:
         batch_size=case.batch, learning_rate_init=LR, momentum=0.0, nesterovs_momentum=False,
         alpha=0.0, shuffle=False, random_state=0,
     )
-    classes = np.arange(case.sizes[-1])
-    mlp.partial_fit(X, y, classes=classes)
+    mlp.partial_fit(X, y, classes=np.arange(case.sizes[-1]))
     return lambda: mlp.partial_fit(X, y)
 
 
-def gemm_floor(case: Case, X, xp=np) -> Callable[[], object]:
-    """Only the matrix products of one step, with the shapes and layouts of ``network.py``."""
+def gemm_floor(case: Case, X, xp=None):
+    """Only the matrix products of one step, into preallocated outputs, with the layouts of
+    ``course_pkg.workspace`` (the (p, n) arrays of a batch stored by rows)."""
+    import numpy as np
+
+    xp = np if xp is None else xp
     rng = np.random.default_rng(1)
-    p, n = case.sizes, case.batch
+    p, n, dtype = case.sizes, case.batch, case.dtype
     L = len(p) - 1
-    W = {l: xp.asarray(rng.standard_normal((p[l], p[l - 1])).astype(case.dtype))
+
+    def F(rows, cols):
+        return xp.asarray(rng.standard_normal((rows, cols)).astype(dtype))
+
+    W = {l: xp.asarray(rng.standard_normal((p[l], p[l - 1])).astype(dtype))
          for l in range(1, L + 1)}
-    a = {l: xp.asarray(rng.standard_normal((p[l], n)).astype(case.dtype)) for l in range(L + 1)}
+    a = {l: F(p[l], n) for l in range(1, L + 1)}
     a[0] = xp.asarray(X).T
-    delta = {l: xp.asarray(rng.standard_normal((p[l], n)).astype(case.dtype))
-             for l in range(1, L + 1)}
+    delta = {l: F(p[l], n) for l in range(1, L + 1)}
+    z = {l: F(p[l], n) for l in range(1, L + 1)}
+    below = {l: F(p[l], n) for l in range(1, L + 1)}
+    dW = {l: xp.empty_like(W[l]) for l in range(1, L + 1)}
 
     def products():
         for l in range(1, L + 1):
-            W[l] @ a[l - 1]                  # forward
+            xp.matmul(W[l], a[l - 1], out=z[l])                  # forward
         for l in range(L, 0, -1):
-            delta[l] @ a[l - 1].T            # weight gradient
+            xp.matmul(delta[l], a[l - 1].T, out=dW[l])           # weight gradient
             if l > 1:
-                W[l].T @ delta[l]            # delta of the layer below
+                xp.matmul(W[l].T, delta[l], out=below[l - 1])    # delta of the layer below
 
     return products
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-"""wall: elapsed time, what a user waits. cpu: CPU time of the process (all its threads),
-which other processes on a shared machine barely disturb; with one thread, the work done."""
+BUILDERS = {"course_pkg": course_step, "floor": lambda case, X, y: gemm_floor(case, X),
+            "torch": torch_step, "sklearn": sklearn_step}
 
 
-def time_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 5,
-                sync: Callable[[], None] = lambda: None,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Seconds per call of each function, interleaved: one call of each per round."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            sync()
-            times[name].append(clock() - start)
-    return times
+# -- the child process ------------------------------------------------------------------------
+def child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
 
 
-def page_faults_per_call(fn: Callable[[], object], calls: int = 10) -> float:
-    """Minor page faults per call: memory that the allocator gave back and takes again."""
+def run_child(spec: str) -> None:
+    """One contender alone in this process: build, warm up, then serve commands on stdin.
+
+    ``block`` runs steps for about ``block_s`` seconds and prints the samples (seconds per
+    step); ``extras`` prints page faults, tracemalloc peak and input-check time (course_pkg).
+    """
+    from threadpoolctl import threadpool_limits
+
+    args = json.loads(spec)
+    case = Case(tuple(args["sizes"]), args["batch"], args["dtype"])
+    clock = CLOCKS[args["clock"]]
+    threads = args["threads"]
+    if args["contender"] == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        X, y = make_batch(case)
+        step = BUILDERS[args["contender"]](case, X, y)
+        for _ in range(5):
+            step()
+        start = time.perf_counter()
+        calls = 0
+        while time.perf_counter() - start < 0.2 or calls < 3:
+            step()
+            calls += 1
+        per_step = (time.perf_counter() - start) / calls
+        group = max(1, int(1e-3 / per_step))         # steps per sample: ~1 ms or one step
+        steps = max(group, int(args["block_s"] / per_step) // group * group)
+        print(json.dumps({"ready": True, "group": group, "steps": steps}), flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "block":
+                samples = []
+                for _ in range(steps // group):
+                    t = clock()
+                    for _ in range(group):
+                        step()
+                    samples.append((clock() - t) / group)
+                print(json.dumps({"samples": samples}), flush=True)
+            elif command == "extras":
+                print(json.dumps(extras(step, X, y, args["contender"], clock)), flush=True)
+            else:
+                break
+
+
+def extras(step: Callable[[], object], X, y, contender: str,
+           clock: Callable[[], float]) -> dict[str, float]:
+    """Page faults per step, the tracemalloc peak of one step, and (course_pkg) input checks."""
     import resource
+    import tracemalloc
 
+    calls = 50
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(calls):
-        fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+        step()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+    tracemalloc.start()
+    peaks = []
+    for _ in range(5):
+        tracemalloc.reset_peak()
+        current = tracemalloc.get_traced_memory()[0]
+        step()
+        peaks.append(tracemalloc.get_traced_memory()[1] - current)
+    tracemalloc.stop()
+    result = {"faults": faults, "tracemalloc_peak": max(peaks), "pid": os.getpid(),
+              "other_libraries_loaded": sorted({"torch", "sklearn", "course_pkg"}
+                                               & set(sys.modules) - {contender})}
+    if contender == "course_pkg":
+        net = step.net
+
+        def checks():
+            net._check_Y(y, net._check_X(X).shape[0])
+
+        repeats = 2000 if X.size < 10**5 else 200
+        best = []
+        for _ in range(5):
+            t = clock()
+            for _ in range(repeats):
+                checks()
+            best.append((clock() - t) / repeats)
+        result["checks"] = min(best)
+    return result
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+# -- the parent: fresh processes, interleaved rounds -------------------------------------------
+class Child:
+    """A contender's process, answering one JSON line per command."""
+
+    def __init__(self, contender: str, case: Case, threads: int, clock: str, block_s: float):
+        spec = json.dumps({"contender": contender, "sizes": case.sizes, "batch": case.batch,
+                           "dtype": case.dtype, "threads": threads, "clock": clock,
+                           "block_s": block_s})
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child", spec], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=child_env(threads), cwd=ROOT)
+        self.hello = self.ask(None)
+
+    def ask(self, command: str | None) -> dict:
+        if command is not None:
+            self.process.stdin.write(command + "\n")
+            self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark child exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.wait(timeout=60)
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    By default glibc serves blocks above a (dynamic) threshold with fresh ``mmap`` pages and
-    trims the top of the heap when a large block is freed, so a step that frees ~10 MB of
-    temporaries pays for the same pages again (zero-filled page faults) in the next step.
-    Equivalent to starting Python with ``MALLOC_MMAP_THRESHOLD_=33554432
-    MALLOC_TRIM_THRESHOLD_=268435456``. Applies to the whole process, so to every library
-    timed here alike. Returns False where the C library is not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
+def measure_case(case: Case, contenders: tuple[str, ...], threads: int, clock: str,
+                 rounds: int, block_s: float, pause_s: float) -> dict[str, dict]:
+    """Median seconds per step of each contender, each alone in its own process."""
+    children = {}
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
-                    and libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20))
-    except (OSError, AttributeError):
-        return False
+        for name in contenders:
+            children[name] = Child(name, case, threads, clock, block_s)
+            time.sleep(pause_s)
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        round_medians: dict[str, list[float]] = {name: [] for name in contenders}
+        for r in range(rounds):
+            order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+            for name in order:
+                block = children[name].ask("block")["samples"]
+                samples[name] += block
+                round_medians[name].append(statistics.median(block))
+                time.sleep(pause_s)
+        result = {}
+        for name in contenders:
+            q = statistics.quantiles(round_medians[name], n=4) if rounds >= 2 else [0, 0, 0]
+            result[name] = {"median": statistics.median(samples[name]),
+                            "q1": q[0], "q3": q[2], "steps": len(samples[name])
+                            * children[name].hello["group"]}
+        if "course_pkg" in children:
+            result["course_pkg"].update(children["course_pkg"].ask("extras"))
+        if "floor" in children:
+            result["floor"].update(children["floor"].ask("extras"))
+        return result
+    finally:
+        for child in children.values():
+            child.close()
 
 
-def blas_threads() -> int:
-    from threadpoolctl import threadpool_info
+def machine_info(threads: int, clock: str) -> list[str]:
+    import numpy as np
 
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    return max(counts) if counts else 1
-
-
-def machine_info(threads: int | None) -> list[str]:
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -215,241 +358,249 @@ def machine_info(threads: int | None) -> list[str]:
                 break
     except OSError:
         pass
-    lines = [
+    versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
+    for module in ("scipy", "torch", "sklearn"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} (not installed)")
+    return [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- command: `{' '.join(['python', *sys.argv])}` (from the repository root)",
-        f"- machine: {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, "
-        f"load average {os.getloadavg()[0]:.2f} at start (the machine is shared)",
-        f"- Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"course_pkg {cp.__version__}",
+        f"- machine: {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} at the end (the machine is shared with other users)",
+        f"- {', '.join(versions)}",
+        f"- threads: {threads} for every library (OMP/OPENBLAS/MKL_NUM_THREADS, threadpoolctl, "
+        f"torch.set_num_threads({threads})); clock: {clock} "
+        f"(`{CLOCKS[clock].__module__}.{CLOCKS[clock].__name__}`)",
+        f"- learning rate {LR}; the same batch is reused for every step",
     ]
-    if threads is not None:
-        lines.append(f"- threads: {threads} for every library (BLAS via threadpoolctl, "
-                     f"torch.set_num_threads({threads}))")
-    return lines
 
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
 
 
-CPU_HEADER = (
-    "| network, batch, dtype | repeats | course_pkg ms | GEMM floor ms | course/GEMM "
-    "| PyTorch ms | PyTorch/course | sklearn ms | sklearn/course | page faults/step |\n"
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-)
-
-
-def cpu_cases(quick: bool) -> list[Case]:
-    scale = 0.05 if quick else 1.0
-    return [
-        Case((784, 512, 512, 10), 256, "float64", int(300 * scale)),
-        Case((784, 512, 512, 10), 256, "float32", int(300 * scale)),
-        Case((64, 32, 10), 32, "float64", int(3000 * scale)),
-        Case((64, 32, 10), 32, "float32", int(3000 * scale)),
+def table_rows(results: list[tuple[Case, dict]], contenders: tuple[str, ...]) -> list[str]:
+    rows = [
+        "| network, batch, dtype | course_pkg ms | GEMM floor ms | course/floor | PyTorch ms "
+        "| PyTorch/course | sklearn ms | sklearn/course |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for case, res in results:
+        def ms(name, res=res):
+            return fmt_ms(res[name]["median"]) if name in res else "-"
 
+        def ratio(a, b, res=res):
+            return f"{res[a]['median'] / res[b]['median']:.2f}" if a in res and b in res else "-"
 
-def cpu_table(cases: list[Case], threads: int, clock: str) -> list[str]:
-    """Time the four implementations on each case; one markdown table row per case."""
-    from threadpoolctl import threadpool_limits
-
-    rows = []
-    with threadpool_limits(limits=threads):
-        for case in cases:
-            X, y = make_batch(case)
-            fns = {
-                "course_pkg": course_step(case, X, y),
-                "torch": torch_step(case, X, y),
-                "sklearn": sklearn_step(case, X, y),
-                "gemm": gemm_floor(case, X),
-            }
-            times = time_rounds(fns, case.repeats, clock=CLOCKS[clock])
-            med = {name: statistics.median(t) for name, t in times.items()}
-            faults = page_faults_per_call(fns["course_pkg"])
-            c = med["course_pkg"]
-            rows.append(
-                f"| {case.label} | {case.repeats} | {fmt_ms(c)} | {fmt_ms(med['gemm'])} "
-                f"| {c / med['gemm']:.2f} | {fmt_ms(med['torch'])} | {med['torch'] / c:.2f} "
-                f"| {fmt_ms(med['sklearn'])} | {med['sklearn'] / c:.2f} | {faults:.0f} |"
-            )
-            print(rows[-1], flush=True)
+        rows.append(f"| {case.label} | {ms('course_pkg')} | {ms('floor')} "
+                    f"| {ratio('course_pkg', 'floor')} | {ms('torch')} "
+                    f"| {ratio('torch', 'course_pkg')} | {ms('sklearn')} "
+                    f"| {ratio('sklearn', 'course_pkg')} |")
     return rows
 
 
-def standalone_row(case: Case, threads: int, clock: str) -> str:
-    """Time course_pkg's train_step in a fresh process that imports nothing else."""
-    import json
-    import subprocess
-
-    spec = json.dumps({"sizes": case.sizes, "batch": case.batch, "dtype": case.dtype,
-                       "repeats": case.repeats, "threads": threads, "clock": clock})
-    out = subprocess.run([sys.executable, __file__, "--standalone", spec],
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    row = (f"| {case.label} | {case.repeats} | {fmt_ms(result['median'])} "
-           f"| {result['faults']:.0f} |")
-    print(row, "(fresh process)", flush=True)
-    return row
+def spread_rows(results: list[tuple[Case, dict]], contenders: tuple[str, ...]) -> list[str]:
+    rows = ["| network, batch, dtype | " + " | ".join(contenders) + " |",
+            "| --- |" + " ---: |" * len(contenders)]
+    for case, res in results:
+        cells = [f"{fmt_ms(res[c]['q1'])}-{fmt_ms(res[c]['q3'])} ({res[c]['steps']})"
+                 for c in contenders]
+        rows.append(f"| {case.label} | " + " | ".join(cells) + " |")
+    return rows
 
 
-def run_standalone(spec: str) -> None:
-    """The child of :func:`standalone_row`: print {"median": s, "faults": n} as JSON."""
-    import json
+def memory_rows(results: list[tuple[Case, dict]]) -> list[str]:
+    rows = ["| network, batch, dtype | page faults/step | tracemalloc peak/step "
+            "| input checks/step | checks/step time | floor: faults, peak |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for case, res in results:
+        c = res.get("course_pkg")
+        if c is None:
+            continue
+        floor = res.get("floor")
+        f = (f"{floor['faults']:.2f}, {floor['tracemalloc_peak'] / 1024:.1f} KiB"
+             if floor else "-")
+        rows.append(f"| {case.label} | {c['faults']:.2f} | {c['tracemalloc_peak'] / 1024:.1f} KiB "
+                    f"| {c['checks'] * 1e6:.1f} us | {100 * c['checks'] / c['median']:.2f} % "
+                    f"| {f} |")
+    return rows
 
-    from threadpoolctl import threadpool_limits
 
-    args = json.loads(spec)
-    case = Case(tuple(args["sizes"]), args["batch"], args["dtype"], args["repeats"])
-    X, y = make_batch(case)
-    step = course_step(case, X, y)
-    with threadpool_limits(limits=args["threads"]):
-        times = time_rounds({"course_pkg": step}, case.repeats, clock=CLOCKS[args["clock"]])
-        faults = page_faults_per_call(step)
-    print(json.dumps({"median": statistics.median(times["course_pkg"]), "faults": faults}))
+def target_lines(results: list[tuple[Case, dict]]) -> list[str]:
+    lines = []
+    for case, res in results:
+        if case.sizes not in TARGETS or not {"course_pkg", "floor", "torch"} <= set(res):
+            continue
+        floor_max, torch_min = TARGETS[case.sizes]
+        c = res["course_pkg"]["median"]
+        vs_floor = c / res["floor"]["median"]
+        vs_torch = res["torch"]["median"] / c
+        ok = "met" if vs_floor <= floor_max and vs_torch >= torch_min else "NOT met"
+        lines.append(f"- {case.label}: course/floor {vs_floor:.2f} (target <= {floor_max}), "
+                     f"PyTorch/course {vs_torch:.2f} (target >= {torch_min}): {ok}")
+    return lines
 
 
-def run_cpu(quick: bool, threads: int | None = None, clock: str = "wall") -> str:
-    import sklearn
-    import torch
-
-    threads = threads or blas_threads()
-    torch.set_num_threads(threads)
-    info = machine_info(threads)
-    cases = cpu_cases(quick)
-    alone_rows = [standalone_row(case, threads, clock) for case in cases[:2]]
-    default_rows = cpu_table(cases, threads, clock)
-    kept = keep_freed_memory()
-    kept_rows = cpu_table(cases, threads, clock) if kept else ["(not glibc: skipped)"]
-
+def run_cpu(args: argparse.Namespace) -> str:
+    contenders = tuple(c for c in CONTENDERS if c in args.contenders.split(","))
+    cases = [c for c in CASES if not args.small_only or c.batch == 32]
+    results = []
+    for case in cases:
+        res = measure_case(case, contenders, args.threads, args.clock, args.rounds,
+                           args.block, args.pause)
+        results.append((case, res))
+        print(case.label, {k: fmt_ms(v["median"]) for k, v in res.items()}, flush=True)
+    record = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "command": " ".join(["python", *sys.argv]), "threads": args.threads,
+              "clock": args.clock, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg()[0], "machine": machine_info(args.threads,
+                                                                          args.clock),
+              "cases": [{"sizes": list(case.sizes), "batch": case.batch, "dtype": case.dtype,
+                         "results": res} for case, res in results]}
+    args.record = record
+    clock_words = ("wall-clock time" if args.clock == "wall"
+                   else "CPU time of the process (user + system, all its threads)")
     lines = [
         "# Benchmark: one training step (CPU)",
         "",
         "One SGD step (forward, backward, update) of a relu network with a softmax output and",
         "cross-entropy loss on one batch, written by `benchmarks/bench_train_step.py`.",
-        f"Times are medians in milliseconds of {clock} time (`{CLOCKS[clock].__name__}`) over",
-        "interleaved rounds (one call of each per round);",
-        "`PyTorch/course` and `sklearn/course` divide their median by course_pkg's (> 1: slower",
-        "than course_pkg); `course/GEMM` divides course_pkg's median by the GEMM floor's (the",
-        "floor = only the 2L - 1 matrix products of the step, in NumPy). `page faults/step` are",
-        "course_pkg's minor page faults per step.",
         "",
-        "## Default process (glibc malloc as it comes)",
+        f"## Each contender alone in its own fresh process ({args.threads} thread"
+        f"{'s' if args.threads > 1 else ''}, {args.clock} clock, shared machine)",
         "",
-        CPU_HEADER,
-        *default_rows,
+        "Each library runs in its own Python process, which imports nothing else; the",
+        f"processes take turns in {args.rounds} interleaved rounds of about {args.block} s each",
+        "(one process works at a time). Times are medians, in milliseconds of",
+        f"{clock_words}, of samples of at least ~1 ms of consecutive steps. `course/floor`",
+        "divides course_pkg's median by the GEMM floor's (the floor = the 2L - 1 matrix",
+        "products of the step alone, into preallocated outputs); `PyTorch/course` and",
+        "`sklearn/course` divide their median by course_pkg's (> 1: slower than course_pkg).",
         "",
-        "## Same process after `mallopt` keeps freed memory",
+        *table_rows(results, contenders),
         "",
-        "glibc returns the ~10 MB of temporaries that a float64 step at the large size frees to",
-        "the OS, and takes them back as zero-filled pages in the next step. The second pass sets",
-        "`M_MMAP_THRESHOLD` = 32 MiB and `M_TRIM_THRESHOLD` = 256 MiB (what the environment",
-        "variables `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456` do),",
-        "for every library in the process alike.",
+        "Targets of issue 9 in this run:",
         "",
-        CPU_HEADER,
-        *kept_rows,
+        *(target_lines(results) or ["- (not all contenders were run)"]),
         "",
-        "## course_pkg alone in a fresh process",
+        "Spread: the interquartile range of the per-round medians, in ms (and the number of",
+        "steps timed):",
         "",
-        "The page faults depend on what the process allocated before: above, PyTorch and",
-        "scikit-learn share the process. Here a fresh Python process imports only course_pkg",
-        "and times its train_step (same clock and threads, default glibc settings):",
+        *spread_rows(results, contenders),
         "",
-        "| network, batch, dtype | repeats | course_pkg ms | page faults/step |",
-        "| --- | ---: | ---: | ---: |",
-        *alone_rows,
+        "### course_pkg's memory and input checks per step (same processes)",
+        "",
+        "`page faults/step`: minor page faults per step over 50 steps (memory that the",
+        "allocator returned to the system and faults in again); `tracemalloc peak/step`: the",
+        "largest rise of memory traced by `tracemalloc` (NumPy's arrays included) during one",
+        "step; `input checks/step`: the time of the checks of X and y that every step makes",
+        "(shape, dtype, NaN or inf in X, labels in range; best of 5 runs, same clock), and",
+        "its share of the median step.",
+        "",
+        *memory_rows(results),
         "",
         "Machine and settings:",
         "",
-        *info,
-        f"- PyTorch {torch.__version__} (CPU build), scikit-learn {sklearn.__version__}; "
-        f"sklearn's `MLPClassifier(solver='sgd', momentum=0, alpha=0, batch_size=n)`"
-        f".partial_fit does one step per call",
-        f"- learning rate {LR}; the same batch is reused for every step",
+        *machine_info(args.threads, args.clock),
         "",
     ]
     return "\n".join(lines)
 
 
 def run_gpu(quick: bool) -> str:
+    """CuPy timings in one process (no PyTorch, no other contender), as before."""
+    import numpy as np
+
     try:
         import cupy
     except ImportError:
         sys.exit("--gpu needs CuPy: pip install cupy-cuda12x (or course_pkg[gpu])")
-    scale = 0.05 if quick else 1.0
-    cases = [
-        Case((784, 512, 512, 10), 256, "float64", int(1000 * scale)),
-        Case((784, 512, 512, 10), 256, "float32", int(1000 * scale)),
-        Case((64, 32, 10), 32, "float64", int(1000 * scale)),
-        Case((64, 32, 10), 32, "float32", int(1000 * scale)),
-    ]
+    repeats = 50 if quick else 1000
+    cases = CASES
 
     def sync():
         cupy.cuda.Device().synchronize()
 
-    info = machine_info(None)
     rows = []
     for case in cases:
         X, y = make_batch(case)
         fns = {"course_pkg": course_step(case, X, y, backend="cupy"),
                "gemm": gemm_floor(case, X, xp=cupy)}
-        times = time_rounds(fns, case.repeats, warmup=20, sync=sync)
+        for fn in fns.values():
+            for _ in range(20):
+                fn()
+        sync()
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[name].append(time.perf_counter() - start)
         med = {name: statistics.median(t) for name, t in times.items()}
         rows.append((case, med))
         print(case.label, {k: fmt_ms(v) for k, v in med.items()}, flush=True)
-
     props = cupy.cuda.runtime.getDeviceProperties(0)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     lines = [
         "# Benchmark: one training step (GPU, CuPy)",
         "",
         "`Network(..., backend='cupy').train_step` on a batch already on the device, timed with",
-        "a device synchronisation after each call; medians in milliseconds. The GEMM floor is",
-        "the 2L - 1 matrix products of the step alone, in CuPy. A train_step ends with",
-        "`float(loss)`, one device-to-host copy, which the floor does not pay.",
+        "a device synchronisation after each call, in one process; medians in milliseconds. The",
+        "GEMM floor is the 2L - 1 matrix products of the step alone, in CuPy. A train_step ends",
+        "with `float(loss)`, one device-to-host copy, which the floor does not pay.",
         "",
         "| network, batch, dtype | repeats | course_pkg ms | GEMM floor ms | course/GEMM |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for case, med in rows:
         c = med["course_pkg"]
-        lines.append(f"| {case.label} | {case.repeats} | {fmt_ms(c)} | {fmt_ms(med['gemm'])} "
+        lines.append(f"| {case.label} | {repeats} | {fmt_ms(c)} | {fmt_ms(med['gemm'])} "
                      f"| {c / med['gemm']:.2f} |")
-    lines += [
-        "",
-        "Machine and settings:",
-        "",
-        *info,
-        f"- GPU: {name}, CuPy {cupy.__version__}, CUDA runtime "
-        f"{cupy.cuda.runtime.runtimeGetVersion()}",
-        "",
-    ]
+    lines += ["", "Machine and settings:", "",
+              f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+              f"- NumPy {np.__version__}; GPU: {name}, CuPy {cupy.__version__}, CUDA runtime "
+              f"{cupy.cuda.runtime.runtimeGetVersion()}", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="time backend='cupy' instead")
-    parser.add_argument("--quick", action="store_true", help="few repeats (a smoke test)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every library (default: NumPy's BLAS thread count)")
+    parser.add_argument("--quick", action="store_true", help="3 short rounds (a smoke test)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for every library (default 2)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time (default); cpu: process CPU time, robust to "
                              "other load on a shared machine (use with --threads 1)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--block", type=float, default=0.25,
+                        help="seconds of steps per contender per round")
+    parser.add_argument("--pause", type=float, default=0.3,
+                        help="seconds between blocks (the last process's BLAS threads sleep)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help="comma-separated subset of " + ",".join(CONTENDERS))
+    parser.add_argument("--small-only", action="store_true", help="only the 64-32-10 network")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the table (default benchmarks/results[_gpu].md)")
-    parser.add_argument("--standalone", metavar="JSON", help=argparse.SUPPRESS)
+    parser.add_argument("--child", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.standalone:
-        run_standalone(args.standalone)
+    if args.child:
+        run_child(args.child)
         return
-    report = run_gpu(args.quick) if args.gpu else run_cpu(args.quick, args.threads, args.clock)
+    if args.quick:
+        args.rounds, args.block, args.pause = 3, 0.05, 0.05
+    report = run_gpu(args.quick) if args.gpu else run_cpu(args)
     default = "results_gpu.md" if args.gpu else "results.md"
     output = args.output or Path(__file__).resolve().parent / default
     output.write_text(report)
     print(report)
     print(f"written to {output}")
+    if getattr(args, "record", None) is not None:  # the same numbers, for the book and tests
+        output.with_suffix(".json").write_text(json.dumps(args.record, indent=1) + "\n")
+        print(f"written to {output.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

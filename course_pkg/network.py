@@ -26,6 +26,14 @@ C = (1/n) sum_i C_i is the average of the per-example gradients, and the product
 linear in delta, so the columns of ``delta[l]`` are then dC/dz_l^(i) = delta_l^(i) / n, the
 derivatives of the mean C itself. For the same reason a gradient step folds the learning rate
 into delta_L as well, and back-propagates lr/n * delta_L to get lr times the gradient.
+
+Where each line runs is the business of :mod:`course_pkg.workspace`: ``feed_forward`` and
+:func:`descend` (lines 7-10 with the step W_l <- W_l - delta_l a_{l-1}^T folded into line 9)
+hand every line to an ops object. By default it evaluates the expression of the table above
+and returns a new array, on any Array API library; ``Network.train_step`` on NumPy passes a
+workspace that writes into buffers kept for its batch size and lets BLAS subtract the
+weight-gradient product from W_l directly, so that a step stores no gradient.
+``back_propagate`` returns the gradient itself and always allocates it.
 """
 
 from __future__ import annotations

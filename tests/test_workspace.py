@@ -30,7 +30,7 @@ DTYPES = {"float64": 1e-12, "float32": 2e-5}
 
 
 def F(rng, p, n, dtype):
-    """A (p, n) array stored like the workspace's buffers (columns contiguous)."""
+    """A (p, n) array stored by columns (the workspace reads either layout)."""
     return np.asfortranarray(rng.standard_normal((p, n)).astype(dtype))
 
 
@@ -43,7 +43,7 @@ def test_affine_and_activations_equal_the_plain_formulas(dtype, rng):
     b = rng.standard_normal(5).astype(dtype)
     x = rng.standard_normal((n, 6)).astype(dtype).T
     z = ws.affine(W, x, b, 1)
-    assert z is ws.z[1] and z.flags.f_contiguous
+    assert z is ws.z[1]
     np.testing.assert_allclose(z, W @ x + b[:, None], rtol=tol, atol=tol)
     for S in (act.relu, act.tanh, act.identity, act.sigmoid, act.softmax):
         np.testing.assert_allclose(ws.activation(S, z, 1), plain.activation(S, z.copy(), 1),
@@ -85,10 +85,10 @@ def test_the_step_is_folded_into_the_products_in_place(dtype, rng):
     assert (W.__array_interface__["data"][0], b.__array_interface__["data"][0]) == address
     np.testing.assert_allclose(W, W_before - delta @ a_prev.T, rtol=tol, atol=tol)
     np.testing.assert_allclose(b, b_before - delta.sum(axis=1), rtol=tol, atol=tol)
-    # a weight matrix that BLAS cannot overwrite (not stored by rows) still gets the step
-    W_strided = np.asfortranarray(W_before)
-    ws.subtract_product(W_strided, delta, a_prev)
-    np.testing.assert_allclose(W_strided, W_before - delta @ a_prev.T, rtol=tol, atol=tol)
+    # stored by columns, W is still updated in place; a strided view gets the plain formula
+    for W_other in (np.asfortranarray(W_before), np.repeat(W_before, 2, axis=1)[:, ::2]):
+        ws.subtract_product(W_other, delta, a_prev)
+        np.testing.assert_allclose(W_other, W_before - delta @ a_prev.T, rtol=tol, atol=tol)
 
 
 CASES = [
@@ -130,6 +130,24 @@ def test_train_step_equals_the_allocating_step(sizes, names, loss, dtype, rng):
                              strict=True):
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     assert sorted(net._workspaces) == [1, 9]
+
+
+def test_either_storage_order_gives_the_same_step(monkeypatch, rng):
+    """Buffers stored by columns instead of rows: the same gemm calls, transposed."""
+    sizes, names, loss = CASES[0]
+    X, Y = batch(rng, sizes, loss, 9, "float64")
+    nets, losses = [], []
+    for order in ("C", "F"):
+        monkeypatch.setattr(Workspace, "ORDER", order)
+        net = cp.Network(sizes, names, loss, seed=4)
+        losses.append(net.train_step(X, Y, 0.2))
+        nets.append(net)
+    assert nets[0]._workspaces[9].z[1].flags.c_contiguous
+    assert nets[1]._workspaces[9].z[1].flags.f_contiguous
+    assert losses[0] == pytest.approx(losses[1], rel=1e-13)
+    for got, want in zip(nets[1].weights + nets[1].biases, nets[0].weights + nets[0].biases,
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize(("sizes", "names", "loss"), CASES)
