@@ -171,6 +171,11 @@ class Workspace(ArrayOps):
         self.delta = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
         self._scratch = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
         self._mask = {l: _buffer(sizes[l], n, bool, order[l]) for l in range(1, L + 1)}
+        # relu as maximum(z, 0) against an array of zeros: NumPy's vectorised loop for two
+        # arrays runs about 2-3 times faster than its loop for an array and a scalar
+        zeros = np.zeros((max(sizes[1:]), n), dtype=dtype, order=self.ORDER)
+        self._zeros = {l: zeros[:sizes[l]] if self.ORDER == "C" else zeros[:sizes[l]].copy("F")
+                       for l in range(1, L + 1)}
         self._ones = np.ones(n, dtype=dtype)
         self._columns = np.arange(n)
         self._classes = np.arange(sizes[-1])[:, None]
@@ -201,7 +206,7 @@ class Workspace(ArrayOps):
         """a_l = S_l(z_l) into the buffer a_l; the same ufuncs as :mod:`course_pkg.activations`."""
         out = self.a[l]
         if S is act.relu:
-            return np.maximum(z, 0.0, out=out)
+            return np.maximum(z, self._zeros[l], out=out)
         if S is act.tanh:
             return np.tanh(z, out=out)
         if S is act.identity:
