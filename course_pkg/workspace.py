@@ -57,7 +57,7 @@ def all_finite(X: Array, xp: ModuleType) -> bool:
 
 def labels_in_range(y: Array, p: int, xp: ModuleType) -> bool:
     """True if every integer label y_i satisfies 0 <= y_i < p."""
-    if xp is np:
+    if xp is np and y.dtype.isnative:
         # seen as unsigned, a negative label is a huge number: one reduction checks both ends
         return bool(y.size == 0 or y.view(f"u{y.dtype.itemsize}").max() < p)
     return not (bool(xp.any(y < 0)) or bool(xp.any(y >= p)))

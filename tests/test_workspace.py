@@ -264,3 +264,6 @@ def test_labels_in_range(dtype):
     if np.dtype(dtype).kind == "i":
         assert not labels_in_range(np.array([0, -1, 2], dtype=dtype), 10, np)
     assert labels_in_range(np.array([], dtype=dtype), 3, np)
+    swapped = np.dtype(dtype).newbyteorder()              # stored in the other byte order
+    assert labels_in_range(np.array([0, 3, 9], dtype=swapped), 10, np)
+    assert not labels_in_range(np.array([0, 3, 10], dtype=swapped), 10, np)
