@@ -7,6 +7,7 @@
     course autograde ps1 --workers 2   # the whole class, sandboxed, in parallel
     course feedback ps1                # nbgrader generate_feedback -> feedback/<student>/ps1
     course export --to grades.csv      # scores with a status column ("not graded: why")
+    course export --format canvas --roster canvas.csv --to upload.csv   # for Canvas
     course report ps1                  # reports/ps1/report.md and mistakes.png
 
 Every command takes ``--course-dir`` (default: the current folder if it has an
@@ -19,6 +20,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from course_pkg.grading.course import Course, nbgrader_api
 
@@ -65,15 +67,24 @@ def cmd_collect(course: Course, args: argparse.Namespace) -> int:
 
 def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
     from course_pkg.grading.pipeline import autograde
+    from course_pkg.grading.progress import ProgressBar
     from course_pkg.grading.sandbox import Limits
 
     timeout = args.cell_timeout or _configured_timeout(course)
     limits = Limits(cell_timeout=timeout, wall_seconds=args.wall_seconds,
                     memory_bytes=args.memory_mb * 2**20)
+    bar = ProgressBar(enabled=False if args.quiet else None)
+
+    def recorded(outcome: Any) -> None:
+        bar.clear()
+        print(outcome.line(), flush=True)
+        if not outcome.unchanged:
+            bar.advance(outcome)
+
     results = autograde(course, args.assignment, workers=args.workers, limits=limits,
-                        force=args.force, students=args.student or None,
-                        progress=lambda outcome: print(outcome.line(), flush=True),
-                        sandboxed=not args.unsandboxed)
+                        force=args.force, students=args.student or None, progress=recorded,
+                        sandboxed=not args.unsandboxed, scheduler=args.scheduler,
+                        start=bar.start)
     graded = sum(o.status == "graded" for o in results)
     kept = sum(o.unchanged for o in results)
     print(f"{args.assignment}: {len(results)} submissions, {graded} graded, "
@@ -98,12 +109,39 @@ def cmd_feedback(course: Course, args: argparse.Namespace) -> int:
 
 
 def cmd_export(course: Course, args: argparse.Namespace) -> int:
-    from course_pkg.grading.report import export_csv
-
     names = args.assignment or course.assignments()
     target = Path(args.to)
+    if args.format == "canvas":
+        return _export_canvas(course, names, args, target)
+    if args.roster:
+        raise ValueError("--roster is for --format canvas")
+    from course_pkg.grading.report import export_csv
+
     rows = export_csv(course, names, target)
     print(f"wrote {rows} rows to {target}")
+    return 0
+
+
+def _export_canvas(course: Course, names: list[str], args: argparse.Namespace,
+                   target: Path) -> int:
+    from course_pkg.grading.canvas import fill_roster
+
+    if not args.roster:
+        raise ValueError("--format canvas needs --roster: the gradebook CSV exported from "
+                         "Canvas (Grades > Export > CSV)")
+    done = fill_roster(course, names, Path(args.roster), target, args.match)
+    print(f"wrote {target}: {done.filled} scores filled in")
+    if done.added_columns:
+        print(f"added columns (no such assignment in the roster): "
+              f"{', '.join(done.added_columns)}")
+    for student in done.not_in_roster:
+        print(f"not in the roster (no row whose {args.match} is this id): {student}")
+    for assignment, students in done.no_submission.items():
+        print(f"{assignment}: no submission from {len(students)} roster students: "
+              f"{', '.join(students)}")
+    for assignment, students in done.not_graded.items():
+        print(f"{assignment}: not graded, left empty (see `course report {assignment}`): "
+              f"{', '.join(students)}")
     return 0
 
 
@@ -136,7 +174,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("autograde", help="grade every submission, sandboxed and in parallel")
     p.add_argument("assignment")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes of the embedded cluster (default 2)")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     p.add_argument("--student", action="append", help="only this student (repeatable)")
     p.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the course's "
@@ -144,6 +183,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wall-seconds", type=int, default=300,
                    help="seconds per submission (300)")
     p.add_argument("--memory-mb", type=int, default=2048, help="memory per kernel (2048)")
+    p.add_argument("--scheduler", help="grade on an existing Dask cluster, e.g. "
+                   "tcp://HOST:8786 (default: an embedded local cluster of --workers processes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--unsandboxed", action="store_true",
                    help="grade without the operating-system sandbox (where bubblewrap cannot "
                         "run); every report line then says UNSANDBOXED")
@@ -153,7 +195,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("assignment")
     p.set_defaults(run=cmd_feedback)
 
-    p = sub.add_parser("export", help="grades to CSV, with a status column")
+    p = sub.add_parser("export", help="grades to CSV, with a status column, or into the "
+                       "gradebook CSV that Canvas exports (--format canvas)")
+    p.add_argument("--format", choices=("csv", "canvas"), default="csv",
+                   help="csv: one row per student and assignment (default); canvas: fill the "
+                        "roster's assignment columns")
+    p.add_argument("--roster", help="the gradebook CSV exported from Canvas (--format canvas)")
+    p.add_argument("--match", default="SIS Login ID",
+                   help="the roster column that holds nbgrader's student ids (SIS Login ID)")
     p.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     p.add_argument("--to", default="grades.csv", help="the CSV file (grades.csv)")
     p.set_defaults(run=cmd_export)

@@ -1,13 +1,16 @@
 """The grading manifest: what was graded, from which bytes, with which outcome.
 
-One JSON file in the course directory, ``grading_manifest.json``::
+One file in the course directory, ``grading_manifest.jsonl``: a journal of JSON lines, one per
+recorded outcome, the last line of a (assignment, student) pair winning::
 
-    {"ps1": {"alice": {"hash": "...", "status": "graded", "score": 7.0, ...}, ...}, ...}
+    {"assignment": "ps1", "student": "alice", "entry": {"hash": "...", "status": "graded", ...}}
 
-The pipeline records a submission the moment its grade is in the gradebook, by writing a new
-file and renaming it over the old one (atomic on POSIX), so a crash mid-batch loses at most the
-submission being graded. A rerun compares each submission's hash with the manifest and regrades
-only what changed (a new submission, an edited one, or a changed assignment).
+The pipeline appends a line (and syncs it to disk) the moment a grade is in the gradebook, so a
+crash mid-batch loses at most the submissions being graded, and recording costs the same for
+the ten-thousandth student as for the first. A line cut short by a crash is ignored; the file
+is rewritten without its superseded lines when they outnumber the live ones. A rerun compares
+each submission's hash with the manifest and regrades only what changed (a new submission, an
+edited one, or a changed assignment).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from course_pkg.grading.untrusted import UnsafeFile, read_regular, regular_files
 
-FILE_NAME = "grading_manifest.json"
+FILE_NAME = "grading_manifest.jsonl"
 PIPELINE_VERSION = "2"
 """Part of every hash: bump it when a change of the pipeline must regrade every submission."""
 
@@ -53,17 +56,27 @@ def hash_json(data: Any) -> str:
 
 
 class Manifest:
-    """The manifest file of one course directory."""
+    """The manifest journal of one course directory."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.data: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
-                self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"the grading manifest {self.path} is not valid JSON ({err}); "
-                                 "move it away to regrade every submission") from None
+                record = json.loads(line)
+                self.data.setdefault(record["assignment"], {})[record["student"]] = (
+                    record["entry"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                if number == len(lines):  # the last line, cut short by a crash mid-write
+                    continue
+                raise ValueError(f"line {number} of the grading manifest {self.path} is not a "
+                                 f"record ({err}); move the file away to regrade every "
+                                 "submission") from None
+        if len(lines) > 2 * sum(map(len, self.data.values())) + 100:
+            self._rewrite()
 
     def get(self, assignment: str, student: str) -> dict[str, Any] | None:
         return self.data.get(assignment, {}).get(student)
@@ -72,11 +85,25 @@ class Manifest:
         return dict(sorted(self.data.get(assignment, {}).items()))
 
     def put(self, assignment: str, student: str, entry: dict[str, Any]) -> None:
-        """Record ``entry`` and write the file at once (write, fsync, rename)."""
+        """Record ``entry``: append its line and sync it to disk at once."""
         self.data.setdefault(assignment, {})[student] = entry
+        with open(self.path, "a") as f:
+            f.write(_line(assignment, student, entry))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rewrite(self) -> None:
+        """The journal without superseded lines (write, sync, rename: atomic on POSIX)."""
         temporary = self.path.with_suffix(".tmp")
         with open(temporary, "w") as f:
-            json.dump(self.data, f, indent=1, sort_keys=True)
+            for assignment, students in sorted(self.data.items()):
+                for student, entry in sorted(students.items()):
+                    f.write(_line(assignment, student, entry))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, self.path)
+
+
+def _line(assignment: str, student: str, entry: dict[str, Any]) -> str:
+    return json.dumps({"assignment": assignment, "student": student, "entry": entry},
+                      sort_keys=True) + "\n"

@@ -7,14 +7,15 @@
    submission keeps its recorded grade and is not run again;
 2. pre-flight (:mod:`course_pkg.grading.preflight`) reads it without running it: a corrupted
    file or a notebook of another assignment is "not graded", with the reason;
-3. the sanitised notebooks go to one of a few worker processes
-   (:mod:`course_pkg.grading.worker`), each running nbgrader's own autograde in a private copy
-   of the course, with its execute step split across the sandbox wall: the student's cells run
+3. the sanitised notebooks become one task each on Dask (:mod:`course_pkg.grading.cluster`):
+   an embedded local cluster, or an existing cluster with ``--scheduler``. A task
+   (:mod:`course_pkg.grading.task`) runs nbgrader's own autograde in a private course folder
+   of its worker, with the execute step split across the sandbox wall: the student's cells run
    in an operating-system sandbox (:mod:`course_pkg.grading.sandbox`), the tests in the worker
-   (:mod:`course_pkg.grading.trusted`);
-4. the pipeline, alone, writes the scores to the instructor's gradebook, copies the autograded
-   notebooks back (so that ``nbgrader generate_feedback`` and the formgrader see them), and
-   records the outcome in the manifest.
+   (:mod:`course_pkg.grading.trusted`); it returns the grades and graded notebooks as data;
+4. the pipeline, alone, writes the scores to the instructor's gradebook, writes the graded
+   notebooks to ``autograded/`` (so that ``nbgrader generate_feedback`` and the formgrader see
+   them), and records the outcome in the manifest, each as soon as its task is in.
 
 Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is its report line.
 """
@@ -22,9 +23,6 @@ Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is it
 from __future__ import annotations
 
 import fcntl
-import json
-import os
-import queue
 import re
 import shutil
 import threading
@@ -43,11 +41,10 @@ from course_pkg.grading.course import (
     write_submission,
 )
 from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
-from course_pkg.grading.preflight import assignment_spec, check_submission
+from course_pkg.grading.preflight import assignment_record, assignment_spec, check_submission
 from course_pkg.grading.sandbox import Limits, bwrap_path
 from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
-from course_pkg.grading.withheld import build, checks_modules, withheld_names
-from course_pkg.grading.worker import WorkerError, WorkerHandle
+from course_pkg.grading.withheld import checks_modules, package_hash, withheld_names
 
 MISTAKE_TAG = re.compile(r"\[mistake: ([^\]]+)\]")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -115,13 +112,16 @@ def autograde(
     students: list[str] | None = None,
     progress: Callable[[Outcome], None] | None = None,
     sandboxed: bool = True,
+    scheduler: str | None = None,
+    start: Callable[[int], None] | None = None,
 ) -> list[Outcome]:
     """Autograde every submission of ``assignment`` (or only ``students``); see the module doc.
 
     Parameters
     ----------
     workers
-        Parallel grading processes (one per core is right; each runs one kernel at a time).
+        Worker processes of the embedded Dask cluster (one per core is right; each grades one
+        submission at a time). Ignored with ``scheduler``.
     force
         Regrade unchanged submissions too.
     progress
@@ -129,11 +129,16 @@ def autograde(
     sandboxed
         False grades without the operating-system sandbox (``--unsandboxed``); every outcome
         says so. True refuses to start where no sandbox can
-        (:class:`~course_pkg.grading.sandbox.SandboxUnavailable`).
+        (:class:`~course_pkg.grading.sandbox.SandboxUnavailable`); so does every worker.
+    scheduler
+        Address of an existing Dask scheduler (``tcp://HOST:8786``); None starts an embedded
+        local cluster.
+    start
+        Called with the number of submissions that will run, before the first runs.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if sandboxed:
+    if sandboxed and scheduler is None:
         bwrap_path()
     limits = limits or Limits()
     ensure_tools_on_path()
@@ -154,31 +159,43 @@ def autograde(
         except BlockingIOError:
             raise ValueError(f"another `course autograde {assignment}` is running on "
                              f"{course.root}") from None
-        job = _job(work, spec, sandboxed)
-        return _autograde(course, assignment, spec, known, manifest, work, limits, workers,
-                          force, progress, job)
+        job = _job(course, assignment, spec, limits, sandboxed)
+        recorder = _Recorder(course, assignment, manifest, job, progress)
+        tasks = _tasks(course, known, manifest, limits, force, recorder)
+        if start is not None:
+            start(len(tasks))
+        if tasks:
+            from course_pkg.grading.cluster import connect, grade_all
+
+            by_student = {t["submission"]["student"]: t for t in tasks}
+            with connect(scheduler, min(workers, len(tasks))) as client:
+                grade_all(client, job, [t["submission"] for t in tasks],
+                          lambda submission, answer: recorder.graded(
+                              by_student[submission["student"]], answer))
+        return [recorder.outcomes[s] for s in known]
 
 
-def _job(work: Path, spec: dict[str, Any], sandboxed: bool) -> dict[str, Any]:
-    """What every worker needs: the withheld package, the assignment's cells, sandboxing."""
+def _job(course: Course, assignment: str, spec: dict[str, Any], limits: Limits,
+         sandboxed: bool) -> dict[str, Any]:
+    """What every task of the batch needs, as plain data (the same for every submission)."""
     instructor = [c["source"] for nb in spec.values() for c in nb["cells"].values()
                   if c["locked"] and c["cell_type"] == "code" and not c["solution"]]
-    package = build(work / "package", withheld_names(checks_modules(instructor)))
-    return {"package": str(package), "spec": spec, "sandboxed": sandboxed}
+    return {"assignment": assignment, "spec": spec, **assignment_record(course.db_url,
+                                                                          assignment),
+            "withheld": withheld_names(checks_modules(instructor)), "limits": limits.to_json(),
+            "sandboxed": sandboxed, "package_hash": package_hash()}
 
 
-def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: list[str],
-               manifest: Manifest, work: Path, limits: Limits, workers: int, force: bool,
-               progress: Callable[[Outcome], None] | None, job: dict[str, Any]
-               ) -> list[Outcome]:
-    max_score = sum(c["points"] for nb in spec.values() for c in nb["cells"].values())
-    salt = hash_json({"spec": spec, "sandboxed": job["sandboxed"]})
-    recorder = _Recorder(course, assignment, manifest, max_score, progress, job["sandboxed"])
+def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits, force: bool,
+           recorder: _Recorder) -> list[dict[str, Any]]:
+    """Keep the unchanged, refuse the ungradable, and make a task of every other submission."""
+    assignment, spec = recorder.assignment, recorder.job["spec"]
+    salt = hash_json({"spec": spec, "sandboxed": recorder.job["sandboxed"]})
     in_gradebook = set(gradebook_students(course.db_url, assignment))
-    tasks: queue.Queue[dict[str, Any]] = queue.Queue()
+    tasks = []
     for student in known:
         folder = course.folder("submitted", assignment, student)
-        digest = hash_folder(folder, salt)
+        digest = hash_folder(folder, salt, limits.max_notebook_bytes)
         old = manifest.get(assignment, student)
         if not force and old is not None and old.get("hash") == digest and (
                 old.get("status") != "graded" or student in in_gradebook):
@@ -188,75 +205,34 @@ def _autograde(course: Course, assignment: str, spec: dict[str, Any], known: lis
         if not checked.gradable:
             recorder.not_graded(student, digest, checked.reason or "", checked.notes)
             continue
-        staging = work / "staging" / student
-        _stage(staging, folder, checked.notebooks)
-        tasks.put({"student": student, "staging": str(staging), "hash": digest,
-                   "notes": checked.notes})
-    _run_workers(tasks, work, course, assignment, limits, workers, recorder, job)
-    return [recorder.outcomes[s] for s in known]
+        notebooks = {name: nbformat.writes(nb) for name, nb in checked.notebooks.items()}
+        tasks.append({"submission": {"student": student, "notebooks": notebooks,
+                                     "timestamp": _timestamp(folder)},
+                      "hash": digest, "notes": checked.notes})
+    return tasks
 
 
 TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]+( ?[A-Z]{2,5}|[+-][0-9:]+)?\s*$")
 
 
-def _stage(staging: Path, folder: Path, notebooks: dict[str, Any]) -> None:
-    """The sanitised notebooks and a checked ``timestamp.txt`` (never through a link)."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for name, notebook in notebooks.items():
-        nbformat.write(notebook, staging / f"{name}.ipynb")
+def _timestamp(folder: Path) -> str | None:
+    """The submission's ``timestamp.txt``, if it is one (read without following a link)."""
     try:
-        stamp = read_regular(folder / "timestamp.txt", 100).decode("ascii")
+        stamp = read_regular(folder / "timestamp.txt", 100).decode("ascii").strip()
     except (UnsafeFile, UnicodeDecodeError):
-        return
-    if TIMESTAMP.match(stamp):
-        (staging / "timestamp.txt").write_text(stamp.strip())
-
-
-def _run_workers(tasks: queue.Queue[dict[str, Any]], work: Path, course: Course,
-                 assignment: str, limits: Limits, workers: int, recorder: _Recorder,
-                 job: dict[str, Any]) -> None:
-    count = min(workers, tasks.qsize())
-
-    def serve(handle: WorkerHandle) -> None:
-        try:
-            while True:
-                try:
-                    task = tasks.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    answer = handle.grade({k: task[k] for k in ("student", "staging")})
-                except WorkerError as err:
-                    answer = {"student": task["student"], "success": False,
-                              "stopped": err.reason, "events": []}
-                recorder.graded(task, answer)
-        finally:
-            handle.stop()
-
-    run = work / f"run-{os.getpid()}"
-    run.mkdir(parents=True, exist_ok=True)
-    handles = []
-    for slot in range(count):
-        path = run / f"job-{slot}.json"
-        path.write_text(json.dumps({**job, "slot": slot}))
-        handles.append(WorkerHandle(run / f"worker-{slot}", course, assignment, limits, path))
-    threads = [threading.Thread(target=serve, args=(handle,), daemon=True) for handle in handles]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    shutil.rmtree(run, ignore_errors=True)
+        return None
+    return stamp if TIMESTAMP.match(stamp) else None
 
 
 class _Recorder:
     """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time."""
 
-    def __init__(self, course: Course, assignment: str, manifest: Manifest, max_score: float,
-                 progress: Callable[[Outcome], None] | None, sandboxed: bool = True) -> None:
+    def __init__(self, course: Course, assignment: str, manifest: Manifest, job: dict[str, Any],
+                 progress: Callable[[Outcome], None] | None) -> None:
         self.course, self.assignment, self.manifest = course, assignment, manifest
-        self.max_score, self.progress, self.sandboxed = max_score, progress, sandboxed
+        self.job, self.progress, self.sandboxed = job, progress, job["sandboxed"]
+        self.max_score = sum(c["points"] for nb in job["spec"].values()
+                             for c in nb["cells"].values())
         self.outcomes: dict[str, Outcome] = {}
         self.lock = threading.Lock()
 
@@ -273,15 +249,16 @@ class _Recorder:
                                notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed))
 
     def graded(self, task: dict[str, Any], answer: dict[str, Any]) -> None:
-        student = task["student"]
+        student = task["submission"]["student"]
         notes = list(task["notes"]) + event_notes(answer.get("events", []))
         if not answer.get("success"):
             reason = answer.get("stopped") or failure_reason(
                 f"{answer.get('log') or ''}\n{answer.get('error') or ''}")
             self.not_graded(student, task["hash"], reason, notes)
             return
-        source = Path(answer["autograded"])
-        mistakes, feedback, run_notes = read_autograded(source)
+        notebooks = {name: nbformat.reads(text, as_version=4)
+                     for name, text in answer["autograded"].items()}
+        mistakes, feedback, run_notes = read_autograded(notebooks)
         grades = answer["grades"]
         manual = sorted(cell for record in grades["notebooks"].values()
                         for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
@@ -292,7 +269,9 @@ class _Recorder:
             target = self.course.folder("autograded", self.assignment, student)
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(source, target)
+            target.mkdir(parents=True)
+            for name, notebook in notebooks.items():
+                nbformat.write(notebook, target / f"{name}.ipynb")
             self._done(Outcome(student, "graded", score, self.max_score, "",
                                (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
                                answer.get("seconds", 0.0), task["hash"], self.sandboxed))
@@ -327,7 +306,8 @@ def failure_reason(log: str) -> str:
     return f"nbgrader could not grade it: {detail}"
 
 
-def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+def read_autograded(notebooks: dict[str, Any]) -> tuple[dict[str, str], dict[str, str],
+                                                        list[str]]:
     """From autograded notebooks: each failed test's mistake tag and feedback line, and notes.
 
     The notes say which cells ran out of time or memory, so that the report tells why.
@@ -335,8 +315,7 @@ def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[
     mistakes: dict[str, str] = {}
     feedback: dict[str, str] = {}
     notes: list[str] = []
-    for path in sorted(folder.glob("*.ipynb")):
-        notebook = nbformat.read(path, as_version=4)
+    for name, notebook in sorted(notebooks.items()):
         for index, cell in enumerate(notebook.cells):
             meta = cell.metadata.get("nbgrader", {})
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
@@ -345,9 +324,9 @@ def read_autograded(folder: Path) -> tuple[dict[str, str], dict[str, str], list[
             error = errors[-1]
             label = meta.get("grade_id") or f"cell #{index + 1}"
             if error.get("ename") == "KeyboardInterrupt":
-                notes.append(f"{path.stem}: {label} was stopped at the time limit per cell")
+                notes.append(f"{name}: {label} was stopped at the time limit per cell")
             elif error.get("ename") == "MemoryError":
-                notes.append(f"{path.stem}: {label} ran out of memory (limit per kernel)")
+                notes.append(f"{name}: {label} ran out of memory (limit per kernel)")
             if meta.get("grade") and not meta.get("solution"):
                 text = ANSI.sub("", f"{error.get('evalue', '')}\n" +
                                 "\n".join(error.get("traceback", [])))

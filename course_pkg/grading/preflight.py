@@ -68,13 +68,23 @@ def assignment_spec(gradebook_url: str, assignment: str) -> dict[str, Any]:
             solutions = {c.name for c in notebook.solution_cells}
             cells = {
                 c.name: {"source": c.source, "released": without_hidden_tests(c.source),
-                         "cell_type": c.cell_type, "locked": c.locked,
+                         "cell_type": c.cell_type, "locked": c.locked, "checksum": c.checksum,
                          "grade": c.name in grades, "points": grades.get(c.name, 0.0),
                          "solution": c.name in solutions}
                 for c in notebook.source_cells
             }
             spec[notebook.name] = {"cells": cells, "order": [c.name for c in notebook.source_cells]}
     return spec
+
+
+def assignment_record(gradebook_url: str, assignment: str) -> dict[str, Any]:
+    """The assignment's due date (ISO text or None) and the course id, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook_url) as gb:
+        record = gb.find_assignment(assignment)
+        return {"duedate": record.duedate.isoformat() if record.duedate else None,
+                "course_id": record.course_id}
 
 
 def without_hidden_tests(source: str) -> str:

@@ -11,6 +11,7 @@ cell into the version the sandbox runs: without its imports of the checks.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import shutil
 from collections.abc import Iterable
@@ -20,6 +21,16 @@ import course_pkg
 
 LEFT_OUT = ("grading", "checks", "__pycache__")
 TRUSTED_PACKAGES = ("course_pkg.checks", "course_pkg.grading")
+
+
+def package_hash() -> str:
+    """SHA-256 of course_pkg's sources: the same on the instructor's machine and every worker
+    that grades for it, or grades could differ."""
+    source = Path(course_pkg.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(source.rglob("*.py")):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def checks_modules(sources: Iterable[str]) -> list[str]:

@@ -1,0 +1,168 @@
+"""One grading task: a sanitised submission in, its grades and graded notebooks out, as data.
+
+:func:`grade` is what the pipeline sends to a Dask worker, on this machine or on a cluster
+node; it assumes no shared file system. The task carries everything the worker needs (the
+assignment's cells as the instructor's gradebook records them, the names to withhold, the
+limits) and the submission's notebooks as text. The worker builds, once per process, a private
+nbgrader course directory with a gradebook of that one assignment, and the withheld copy of
+course_pkg; then it runs nbgrader's autograde with the course's trusted execute step
+(:mod:`course_pkg.grading.trusted`), each submission in an operating-system sandbox of its own
+(:mod:`course_pkg.grading.sandbox`). It returns the scores, the graded notebooks and what
+happened, as plain data. Only the instructor's process writes the instructor's gradebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from course_pkg.grading.course import ensure_tools_on_path, read_submission
+from course_pkg.grading.sandbox import Limits, bwrap_path, claim_slot
+from course_pkg.grading.withheld import build, package_hash
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_PREPARED: dict[str, tuple[Path, Path, Any]] = {}
+"""Per worker process: job key -> (course folder, withheld package, nbgrader API)."""
+
+
+class WrongPackage(RuntimeError):
+    """The worker's course_pkg is not the instructor's: grades could differ."""
+
+
+def job_key(job: dict[str, Any]) -> str:
+    """A short hash of everything a worker prepares from ``job``."""
+    data = {k: job[k] for k in ("assignment", "spec", "withheld", "duedate", "course_id",
+                                "limits", "sandboxed")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
+    """Autograde one submission (see the module doc); runs on a Dask worker.
+
+    Parameters
+    ----------
+    job
+        ``assignment``, ``spec`` (:func:`course_pkg.grading.preflight.assignment_spec`),
+        ``withheld`` names, ``duedate``, ``course_id``, ``limits``, ``sandboxed`` and the
+        instructor's ``package_hash``.
+    submission
+        ``student``, ``notebooks`` ({name: notebook JSON text}) and ``timestamp`` (or None).
+
+    Returns
+    -------
+    dict
+        ``student``, ``success``, ``seconds``, ``events``, ``error`` and ``log`` (on failure),
+        ``grades`` (:func:`course_pkg.grading.course.read_submission`) and ``autograded``
+        ({name: graded notebook JSON text}).
+    """
+    warnings.filterwarnings("ignore", module="nbgrader")
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    if job["package_hash"] != package_hash():
+        raise WrongPackage("this worker's course_pkg differs from the instructor's (install "
+                           "the same version of the course on every worker)")
+    if job["sandboxed"]:
+        bwrap_path()  # refuses, with the reason, where no sandbox can start
+    root, _, api = _prepare(job)
+    from course_pkg.grading.trusted import TrustedExecute
+
+    assignment, student = job["assignment"], submission["student"]
+    submitted = root / "submitted" / student
+    autograded = root / "autograded" / student
+    for folder in (submitted, autograded, root / "plain"):
+        shutil.rmtree(folder, ignore_errors=True)
+    (submitted / assignment).mkdir(parents=True)
+    for name, text in submission["notebooks"].items():
+        (submitted / assignment / f"{name}.ipynb").write_text(text)
+    if submission.get("timestamp"):
+        (submitted / assignment / "timestamp.txt").write_text(submission["timestamp"])
+    TrustedExecute.events.clear()
+    started = time.monotonic()
+    outcome = api.autograde(assignment, student, force=True, create=True)
+    answer: dict[str, Any] = {
+        "student": student,
+        "success": bool(outcome.get("success")),
+        "seconds": round(time.monotonic() - started, 3),
+        "error": (outcome.get("error") or "")[-2000:],
+        "log": (outcome.get("log") or "")[-4000:],
+        "events": list(TrustedExecute.events),
+    }
+    if answer["success"]:
+        answer["grades"] = read_submission(f"sqlite:///{root / 'gradebook.db'}", assignment,
+                                           student)
+        answer["autograded"] = {path.stem: path.read_text() for path in
+                                sorted((autograded / assignment).glob("*.ipynb"))}
+    shutil.rmtree(submitted, ignore_errors=True)
+    return answer
+
+
+def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any]:
+    key = job_key(job)
+    if key not in _PREPARED:
+        os.environ.update({name: "1" for name in THREAD_VARIABLES})
+        ensure_tools_on_path()
+        root = Path(tempfile.mkdtemp(prefix=f"course-grading-{job['assignment']}-"))
+        _gradebook(root, job)
+        (root / "source" / job["assignment"]).mkdir(parents=True)
+        package = build(root / "package", job["withheld"])
+        _PREPARED[key] = (root, package, _api(root, package, job))
+    return _PREPARED[key]
+
+
+def _gradebook(root: Path, job: dict[str, Any]) -> None:
+    """A gradebook with the one assignment, its notebooks and cells, as the instructor's."""
+    from nbgrader.api import Gradebook
+
+    assignment = job["assignment"]
+    duedate = datetime.fromisoformat(job["duedate"]) if job.get("duedate") else None
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=job["course_id"]) as gb:
+        gb.update_or_create_assignment(assignment, duedate=duedate)
+        for notebook, spec in job["spec"].items():
+            gb.add_notebook(notebook, assignment)
+            for name in spec["order"]:
+                cell = spec["cells"][name]
+                if cell["grade"]:
+                    gb.update_or_create_grade_cell(name, notebook, assignment,
+                                                   max_score=cell["points"],
+                                                   cell_type=cell["cell_type"])
+                if cell["solution"]:
+                    gb.update_or_create_solution_cell(name, notebook, assignment)
+                gb.update_or_create_source_cell(name, notebook, assignment,
+                                                cell_type=cell["cell_type"],
+                                                locked=cell["locked"], source=cell["source"],
+                                                checksum=cell["checksum"])
+
+
+def _api(root: Path, package: Path, job: dict[str, Any]) -> Any:
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import Execute
+    from traitlets.config import Config
+
+    from course_pkg.grading.trusted import TrustedExecute
+
+    limits = Limits(**job["limits"])
+    config = Config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.CourseDirectory.course_id = job["course_id"]
+    config.LimitOutput.max_lines = limits.max_output_lines
+    config.OverwriteCells.add_missing_cells = True
+    config.TrustedExecute.package = str(package)
+    config.TrustedExecute.spec = job["spec"]
+    config.TrustedExecute.limits = limits.to_json()
+    config.TrustedExecute.sandboxed = job["sandboxed"]
+    config.TrustedExecute.slot = claim_slot() if job["sandboxed"] else 0
+    config.TrustedExecute.workdir = "" if job["sandboxed"] else str(root / "plain")
+    config.Autograde.autograde_preprocessors = [
+        TrustedExecute if p is Execute else p
+        for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)

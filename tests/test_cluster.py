@@ -1,0 +1,234 @@
+"""Grading on Dask: a real cluster on loopback, a worker killed mid-batch, a lost scheduler,
+the progress bar, and the Canvas export.
+
+The cluster is started as an instructor would: ``dask scheduler`` and two ``dask worker``
+processes, each in a working folder of its own (the tasks carry all their data; nothing of the
+course directory is shared). The same class is graded by the embedded local cluster for
+reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_pkg.grading.manifest import FILE_NAME, Manifest
+from course_pkg.grading.progress import ProgressBar
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+pytestmark = pytest.mark.grading
+
+
+def course_cli(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "course"), "--course-dir", str(course), *args],
+                            env=ENV, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"course {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scores(course: Path) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {s.student.id: float(s.score) for s in gb.find_assignment("ps1").submissions}
+
+
+def report_heads(report: str) -> list[str]:
+    return [line.split(":")[0] for line in report.splitlines()
+            if line and not line.startswith((" ", "ps1:"))]
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """A released course with a class of ps1: solutions, stubs and a wrong sign."""
+    root = tmp_path_factory.mktemp("cluster") / "course"
+    root.mkdir()
+    shutil.copy(ROOT / "assignments/nbgrader_config.py", root)
+    shutil.copytree(ROOT / "assignments/source/ps1", root / "source/ps1")
+    course_cli(root, "release", "ps1")
+    solution = nbformat.read(root / "source/ps1/ps1.ipynb", as_version=4)
+    stub = nbformat.read(root / "release/ps1/ps1.ipynb", as_version=4)
+    wrong = nbformat.read(root / "source/ps1/ps1.ipynb", as_version=4)
+    for cell in wrong.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "update":
+            cell.source = "def update(w, x, y, mu):\n    return w + mu * dE_dw(w, x, y)"
+    for i in range(10):
+        folder = root / "submitted" / f"s{i:02d}" / "ps1"
+        folder.mkdir(parents=True)
+        nbformat.write((solution, stub, wrong)[i % 3], folder / "ps1.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_scores(course, tmp_path_factory) -> dict[str, float]:
+    copy = tmp_path_factory.mktemp("local") / "course"
+    shutil.copytree(course, copy)
+    course_cli(copy, "autograde", "ps1", "--workers", "2", "--cell-timeout", "20")
+    return scores(copy)
+
+
+class Cluster:
+    """``dask scheduler`` and ``dask worker`` processes on loopback, each in its own folder."""
+
+    def __init__(self, base: Path) -> None:
+        self.base, self.port = base, free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.scheduler = self._start("scheduler", ["scheduler", "--host", "127.0.0.1",
+                                                   "--port", str(self.port), "--no-dashboard"])
+        self.workers: list[subprocess.Popen] = []
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        folder = self.base / name
+        (folder / "tmp").mkdir(parents=True, exist_ok=True)
+        env = {**ENV, "TMPDIR": str(folder / "tmp")}
+        return subprocess.Popen([str(BIN / "dask"), *args], cwd=folder, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def add_worker(self, name: str) -> None:
+        self.workers.append(self._start(name, [
+            "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+            "--local-directory", str(self.base / name), "--name", name]))
+
+    def wait_for_workers(self, count: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(count, timeout=120)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            self.kill(process)
+
+
+def graded_while(course: Path, cluster: Cluster, action) -> subprocess.CompletedProcess:
+    """Run ``course autograde`` on the cluster; call ``action()`` after its first report line."""
+    process = subprocess.Popen([str(BIN / "course"), "--course-dir", str(course), "autograde",
+                                "ps1", "--scheduler", cluster.address, "--cell-timeout", "20"],
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None
+    lines = [process.stdout.readline()]
+    action()
+    out, err = process.communicate(timeout=900)
+    return subprocess.CompletedProcess(process.args, process.returncode, lines[0] + out, err)
+
+
+def test_a_real_cluster_survives_a_killed_worker(course, local_scores, tmp_path):
+    target = tmp_path / "course"
+    shutil.copytree(course, target)
+    cluster = Cluster(tmp_path / "cluster")
+    try:
+        cluster.add_worker("worker-a")
+        cluster.add_worker("worker-b")
+        cluster.wait_for_workers(2)
+        run = graded_while(target, cluster, lambda: cluster.kill(cluster.workers[0]))
+    finally:
+        cluster.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    heads = report_heads(run.stdout)
+    assert sorted(heads) == sorted(local_scores), run.stdout  # every student exactly once
+    assert scores(target) == local_scores
+    manifest = Manifest(target / FILE_NAME).entries("ps1")
+    assert sorted(manifest) == sorted(local_scores)
+    assert not (cluster.base / "worker-b" / "gradebook.db").exists()
+
+
+def test_a_lost_scheduler_stops_the_batch_and_a_rerun_resumes(course, local_scores, tmp_path):
+    target = tmp_path / "course"
+    shutil.copytree(course, target)
+    cluster = Cluster(tmp_path / "cluster")
+    try:
+        cluster.add_worker("worker-a")
+        cluster.wait_for_workers(1)
+        run = graded_while(target, cluster, lambda: cluster.kill(cluster.scheduler))
+    finally:
+        cluster.stop()
+    assert run.returncode != 0
+    assert "lost the Dask scheduler" in run.stderr and "run the same command again" in (
+        run.stderr), run.stderr
+    recorded = Manifest(target / FILE_NAME).entries("ps1")
+    assert 1 <= len(recorded) < len(local_scores)
+    rerun = course_cli(target, "autograde", "ps1", "--cell-timeout", "20")
+    assert rerun.stdout.count("unchanged since the last run: grade kept") >= len(recorded)
+    assert scores(target) == local_scores
+
+
+def test_the_progress_bar_counts_failures_and_estimates_the_time_left():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, enabled=True)
+    bar.start(4)
+
+    class Outcome:
+        def __init__(self, status: str) -> None:
+            self.status = status
+
+    bar.advance(Outcome("graded"))
+    time.sleep(0.01)
+    bar.advance(Outcome("not graded"))
+    assert "2/4 graded, 1 not graded" in bar.line() and "left" in bar.line()
+    bar.advance(Outcome("graded"))
+    bar.advance(Outcome("graded"))
+    assert stream.getvalue().endswith("4/4 graded, 1 not graded, done\n")
+    quiet = io.StringIO()
+    ProgressBar(quiet).start(3)  # a StringIO is not a terminal: nothing is drawn
+    assert quiet.getvalue() == ""
+
+
+def test_canvas_export_fills_the_roster_and_lists_who_does_not_match(course, local_scores,
+                                                                      tmp_path):
+    graded = tmp_path / "course"
+    shutil.copytree(course, graded)
+    course_cli(graded, "autograde", "ps1", "--cell-timeout", "20")
+    students = sorted(local_scores)
+    roster = tmp_path / "canvas.csv"
+    header = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "ps1 (1204)",
+              "ps9 (1277)", "Current Score"]
+    rows = [header, ["    Points Possible", "", "", "", "", "", "10", "(read only)"]]
+    for i, student in enumerate(students[1:]):  # the first student has no roster row
+        rows.append([f"Student {i}", str(100 + i), f"U{i}", student, "Sec 1", "", "7", "88"])
+    rows.append(["Nobody, Absent", "999", "U999", "absent", "Sec 1", "", "", ""])
+    with open(roster, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    upload = tmp_path / "upload.csv"
+    run = course_cli(graded, "export", "--format", "canvas", "--roster", str(roster),
+                     "--match", "SIS Login ID", "--to", str(upload))
+    back = list(csv.reader(upload.open()))
+    assert back[0] == header
+    assert back[1][5] == "5" and back[1][6] == "10"  # points possible: ps1 filled, ps9 kept
+    filled = {row[3]: row[5] for row in back[2:]}
+    for student in students[1:]:
+        assert float(filled[student]) == local_scores[student]
+    assert filled["absent"] == "" and all(row[6] == "7" for row in back[2:-1])
+    assert f"not in the roster (no row whose SIS Login ID is this id): {students[0]}" in (
+        run.stdout)
+    assert "no submission from 1 roster students: absent" in run.stdout
+    bad = course_cli(graded, "export", "--format", "canvas", "--roster", str(roster),
+                     "--match", "Email", "--to", str(upload), check=False)
+    assert bad.returncode == 2 and "no column 'Email'" in bad.stderr
