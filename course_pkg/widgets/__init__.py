@@ -7,7 +7,7 @@ the values each control may take. In a running notebook it returns a live :class
 values is drawn once at build time, and a few lines of inline JavaScript swap the pictures as
 the reader moves the sliders, so the published page responds with no kernel and no network.
 
-Both forms make every label readable at 100% zoom (:func:`readable`: at least ``MIN_FONT_PT``
+Both forms make every label readable at 100% zoom (``readable``: at least ``MIN_FONT_PT``
 points, drawn at 72 dots per inch, so as many pixels). The live form shows its figure as an
 ordinary output of the cell, updated in place, so that a saved notebook shows the figure again
 when it is reopened without a kernel. The static form's picture frames are 256-colour PNGs.
