@@ -438,29 +438,39 @@ def target_lines(results: list[tuple[Case, dict]]) -> list[str]:
         vs_floor = c / res["floor"]["median"]
         vs_torch = res["torch"]["median"] / c
         ok = "met" if vs_floor <= floor_max and vs_torch >= torch_min else "NOT met"
-        lines.append(f"- {case.label}: course/floor {vs_floor:.2f} (target <= {floor_max}), "
-                     f"PyTorch/course {vs_torch:.2f} (target >= {torch_min}): {ok}")
+        lines.append(f"- {case.label}: course/floor {vs_floor:.3f} (target <= {floor_max}), "
+                     f"PyTorch/course {vs_torch:.3f} (target >= {torch_min}): {ok}")
     return lines
 
 
-def run_cpu(args: argparse.Namespace) -> str:
+def run_cpu(args: argparse.Namespace) -> dict:
+    """Measure every case; the record that :func:`render` turns into the report."""
     contenders = tuple(c for c in CONTENDERS if c in args.contenders.split(","))
     cases = [c for c in CASES if not args.small_only or c.batch == 32]
+    started = os.getloadavg()[0]
     results = []
     for case in cases:
         res = measure_case(case, contenders, args.threads, args.clock, args.rounds,
                            args.block, args.pause)
         results.append((case, res))
         print(case.label, {k: fmt_ms(v["median"]) for k, v in res.items()}, flush=True)
-    record = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "command": " ".join(["python", *sys.argv]), "threads": args.threads,
-              "clock": args.clock, "rounds": args.rounds, "cpu_count": os.cpu_count(),
-              "load_average": os.getloadavg()[0], "machine": machine_info(args.threads,
-                                                                          args.clock),
-              "cases": [{"sizes": list(case.sizes), "batch": case.batch, "dtype": case.dtype,
-                         "results": res} for case, res in results]}
-    args.record = record
-    clock_words = ("wall-clock time" if args.clock == "wall"
+    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "command": " ".join(["python", *sys.argv]), "threads": args.threads,
+            "clock": args.clock, "rounds": args.rounds, "block_s": args.block,
+            "contenders": list(contenders), "cpu_count": os.cpu_count(),
+            "load_average_start": started, "load_average": os.getloadavg()[0],
+            "machine": machine_info(args.threads, args.clock),
+            "cases": [{"sizes": list(case.sizes), "batch": case.batch, "dtype": case.dtype,
+                       "results": res} for case, res in results]}
+
+
+def render(record: dict) -> str:
+    """The markdown report of a record of :func:`run_cpu`."""
+    contenders = tuple(record.get("contenders", CONTENDERS))
+    results = [(Case(tuple(c["sizes"]), c["batch"], c["dtype"]), c["results"])
+               for c in record["cases"]]
+    threads, clock = record["threads"], record["clock"]
+    clock_words = ("wall-clock time" if clock == "wall"
                    else "CPU time of the process (user + system, all its threads)")
     lines = [
         "# Benchmark: one training step (CPU)",
@@ -468,20 +478,26 @@ def run_cpu(args: argparse.Namespace) -> str:
         "One SGD step (forward, backward, update) of a relu network with a softmax output and",
         "cross-entropy loss on one batch, written by `benchmarks/bench_train_step.py`.",
         "",
-        f"## Each contender alone in its own fresh process ({args.threads} thread"
-        f"{'s' if args.threads > 1 else ''}, {args.clock} clock, shared machine)",
+        f"## Each contender alone in its own fresh process ({threads} thread"
+        f"{'s' if threads > 1 else ''}, {clock} clock, shared machine)",
         "",
         "Each library runs in its own Python process, which imports nothing else; the",
-        f"processes take turns in {args.rounds} interleaved rounds of about {args.block} s each",
+        f"processes take turns in {record['rounds']} interleaved rounds of about "
+        f"{record.get('block_s', 0.25)} s each",
         "(one process works at a time). Times are medians, in milliseconds of",
-        f"{clock_words}, of samples of at least ~1 ms of consecutive steps. `course/floor`",
-        "divides course_pkg's median by the GEMM floor's (the floor = the 2L - 1 matrix",
-        "products of the step alone, into preallocated outputs); `PyTorch/course` and",
-        "`sklearn/course` divide their median by course_pkg's (> 1: slower than course_pkg).",
+        f"{clock_words},",
+        "of samples of at least ~1 ms of consecutive steps. `course/floor` divides",
+        "course_pkg's median by the GEMM floor's (the floor = the 2L - 1 matrix products of",
+        "the step alone, into preallocated outputs); `PyTorch/course` and `sklearn/course`",
+        "divide their median by course_pkg's (> 1: slower than course_pkg). The machine was",
+        "shared with other users' builds and tests: load average "
+        f"{record.get('load_average_start', float('nan')):.2f} at the start (nan: not "
+        f"recorded), {record['load_average']:.2f} at the end, on {record['cpu_count']} logical "
+        "CPUs.",
         "",
         *table_rows(results, contenders),
         "",
-        "Targets of issue 9 in this run:",
+        "Targets of issue 9 in this run (ratios to three digits):",
         "",
         *(target_lines(results) or ["- (not all contenders were run)"]),
         "",
@@ -503,7 +519,7 @@ def run_cpu(args: argparse.Namespace) -> str:
         "",
         "Machine and settings:",
         "",
-        *machine_info(args.threads, args.clock),
+        *record["machine"],
         "",
     ]
     return "\n".join(lines)
@@ -585,6 +601,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-only", action="store_true", help="only the 64-32-10 network")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the table (default benchmarks/results[_gpu].md)")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="write the report of a saved record again, without measuring")
     parser.add_argument("--child", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -592,14 +610,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.rounds, args.block, args.pause = 3, 0.05, 0.05
-    report = run_gpu(args.quick) if args.gpu else run_cpu(args)
     default = "results_gpu.md" if args.gpu else "results.md"
     output = args.output or Path(__file__).resolve().parent / default
+    record = None
+    if args.render:
+        record = json.loads(args.render.read_text())
+        report = render(record)
+    elif args.gpu:
+        report = run_gpu(args.quick)
+    else:
+        record = run_cpu(args)
+        report = render(record)
     output.write_text(report)
     print(report)
     print(f"written to {output}")
-    if getattr(args, "record", None) is not None:  # the same numbers, for the book and tests
-        output.with_suffix(".json").write_text(json.dumps(args.record, indent=1) + "\n")
+    if record is not None and not args.render:  # the same numbers, for the book and tests
+        output.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"written to {output.with_suffix('.json')}")
 
 
