@@ -1070,6 +1070,7 @@ PS1 = ATTACKS + HONEST
 # ---------------------------------------------------------------------------------------------
 
 GRADER_OWNED = ("autograded", "feedback", ".grading", "gradebook.db", "grading_manifest.json",
+                "grading_manifest.jsonl",
                 "reports", "grades.csv")
 MAX_OUTPUT_BYTES = 20 * 2**20   # a larger autograded notebook or feedback page is a flood
 
@@ -1116,7 +1117,19 @@ class Listener:
             sock.close()
 
 
+TIMINGS: dict[str, float] = {}
+
+
 def course_cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    try:
+        return _course_cli(course, *args, timeout=timeout)
+    finally:
+        key = f"{course.parent.name} {' '.join(a for a in args[:2])} {args[-1]}"
+        TIMINGS[key] = round(time.monotonic() - started, 1)
+
+
+def _course_cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "COURSE_SECRET": ENV_TOKEN}
     try:
@@ -1379,7 +1392,7 @@ def test_batch_completes(batch: Batch) -> None:
     result = batch.results["autograde"]
     tail = (result.stdout + result.stderr).decode("utf-8", "replace")[-3000:]
     assert result.returncode == 0, f"course autograde: {tail}"
-    assert batch.seconds < 400, f"the batch took {batch.seconds:.0f} s"
+    assert batch.seconds < 400, f"the batch took {batch.seconds:.0f} s: {TIMINGS}"
     for name in ("collect", "collect poison", "feedback", "export", "report"):
         res = batch.results.get(name)
         if res is not None:
