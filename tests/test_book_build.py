@@ -198,6 +198,21 @@ def test_the_book_builds_without_warnings(site: BuiltSite) -> None:
     print(f"clean build of the book: {site.seconds:.1f} s")
 
 
+def test_notebooks_run_in_parallel_and_myst_nb_reuses_them(site: BuiltSite) -> None:
+    """book/_ext/parallel_execution.py executes the clean build's notebooks two at a time;
+    myst-nb must then find every one of them in the cache (same reader, same key), so that
+    none is executed a second time."""
+    if (os.cpu_count() or 1) < 2 and not os.environ.get("COURSE_BOOK_JOBS"):
+        pytest.skip("one core: the notebooks run one at a time, inside myst-nb")
+    started = re.search(r"executing (\d+) notebooks, (\d+) at a time", site.log)
+    assert started, "the notebooks were not executed ahead of Sphinx"
+    assert int(started.group(1)) >= len([d for d in toc_files() if is_notebook(d)]) - 1
+    again = re.findall(r"(\S+\.md): Executing notebook", site.log)
+    assert not again, f"executed twice (the cache key did not match): {again}"
+    reused = re.findall(r"(\S+\.md): Using cached notebook", site.log)
+    assert len(reused) >= int(started.group(1))
+
+
 def test_the_warning_filter_sees_sphinx_warnings_only() -> None:
     log = ("\x1b[91m/work/book/a.md:3: WARNING: undefined label: 'x'\x1b[39;49;00m\n"
            "WARNING: unknown config value 'y' in override, ignoring\n"

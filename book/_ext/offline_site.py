@@ -16,7 +16,8 @@
   (``student_notebooks.inject_fingerprint``, on Sphinx's ``source-read``).
 - ``site_links``: the launch, repository and issue buttons exist only once ``repository.url``
   is set, and then lead to notebooks; ``problem_sets``: the problem-sets page and its student
-  notebooks; ``course.css``: wide tables, equations and code scroll inside their own box.
+  notebooks; ``course.css``: wide tables, equations and code scroll inside their own box;
+  ``parallel_execution``: outdated notebooks run two at a time before Sphinx reads them.
 
 ``tests/test_book_build.py``, ``tests/test_browser.py``, ``tests/test_site_links.py`` and
 ``tests/test_student_notebooks.py`` check them.
@@ -30,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import parallel_execution  # noqa: E402
 import problem_sets  # noqa: E402
 import site_links  # noqa: E402
 import student_notebooks  # noqa: E402
@@ -114,4 +116,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_css_file("course.css")
     site_links.setup(app)
     problem_sets.setup(app)
+    parallel_execution.setup(app)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
