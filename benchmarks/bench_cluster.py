@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_grading import BIN, ROOT, cpu_seconds, load, make_class, run  # noqa: E402
+from bench_grading import (  # noqa: E402
+    BIN,
+    ROOT,
+    cpu_seconds,
+    load,
+    make_class,
+    released_course,
+    run,
+)
 
 RESULTS = ROOT / "benchmarks" / "cluster_results.md"
 
@@ -92,11 +100,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "course"
-        base.mkdir()
-        shutil.copy(ROOT / "assignments" / "nbgrader_config.py", base)
-        shutil.copytree(ROOT / "assignments" / "source" / args.assignment,
-                        base / "source" / args.assignment)
-        run([str(BIN / "course"), "--course-dir", str(base), "release", args.assignment], base)
+        released_course(base, args.assignment)
         make_class(base, args.assignment, args.students)
         for workers in (1, 2):
             course = Path(tmp) / f"w{workers}"

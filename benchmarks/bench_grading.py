@@ -137,6 +137,14 @@ def scores(course: Path, assignment: str) -> dict[str, float]:
         return {s.student.id: float(s.score) for s in gb.find_assignment(assignment).submissions}
 
 
+def released_course(base: Path, assignment: str) -> subprocess.CompletedProcess:
+    """A course folder at ``base`` holding ``assignment``, released (``course release``)."""
+    base.mkdir()
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", base)
+    shutil.copytree(ROOT / "assignments" / "source" / assignment, base / "source" / assignment)
+    return run([str(BIN / "course"), "--course-dir", str(base), "release", assignment], base)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", default="ps3")
@@ -148,12 +156,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "course"
-        base.mkdir()
-        shutil.copy(ROOT / "assignments" / "nbgrader_config.py", base)
-        shutil.copytree(ROOT / "assignments" / "source" / args.assignment,
-                        base / "source" / args.assignment)
-        done = run([str(BIN / "course"), "--course-dir", str(base), "release", args.assignment],
-                   base)
+        done = released_course(base, args.assignment)
         if done.returncode != 0:
             print(done.stdout, done.stderr)
             return 1

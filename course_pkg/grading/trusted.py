@@ -217,6 +217,8 @@ class TrustedExecute(NbGraderPreprocessor):
             self._stop(None, str(err))
             outputs, failure = [], error_output("KernelStopped", f"{err}: the test could not "
                                                 "finish")
+        except StudentError as err:
+            outputs, failure = [], error_output(err.ename, err.evalue)
         except Exception as err:  # noqa: BLE001 - a failed test is an error output
             outputs, failure = [], error_output(type(err).__name__, str(err))
         if printed:
