@@ -74,3 +74,15 @@ def test_bad_input_is_a_clear_value_error():
     with pytest.raises(ValueError, match="equal n"):
         node_graph.train_epochs(node_graph.initial_weights(), np.zeros((4, 3)),
                                 np.zeros((3, 2)), 1.0, 1)
+
+
+def test_the_example_control_names_its_examples():
+    """The example slider shows x = (x_1, x_2), not an index: a slider over names, which the
+    browser test does not hold to the positions of a numeric one."""
+    html = node_graph.delta_explorer(static=True)._repr_html_()
+    assert "x = (0, 1)" in html and "x = (1, 1)" in html
+    with pytest.raises(ValueError, match="4 values but 3 labels"):
+        from course_pkg.widgets import explorer
+
+        explorer(node_graph.draw, {"example": [0, 1, 2, 3]}, static=True,
+                 labels={"example": ["a", "b", "c"]})

@@ -86,6 +86,18 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _labels(name: str, values: Sequence[Any],
+            labels: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """What a control shows for each of its values: ``labels[name]`` if given, else the value."""
+    if labels and name in labels:
+        shown = [str(label) for label in labels[name]]
+        if len(shown) != len(values):
+            raise ValueError(f"control {name!r} has {len(values)} values but "
+                             f"{len(shown)} labels")
+        return shown
+    return [_format(v) for v in values]
+
+
 def _check_controls(controls: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     if not controls:
         raise ValueError("an explorer needs at least one control: {name: [values, ...]}")
@@ -135,7 +147,8 @@ class Explorer:
     """
 
     def __init__(self, draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
-                 initial: Mapping[str, Any] | None = None) -> None:
+                 initial: Mapping[str, Any] | None = None,
+                 labels: Mapping[str, Sequence[str]] | None = None) -> None:
         import ipywidgets as w
         import matplotlib.pyplot as plt
 
@@ -144,7 +157,7 @@ class Explorer:
         initial = dict(initial or {})
         self.controls = {
             name: w.SelectionSlider(
-                options=[(_format(v), v) for v in values],
+                options=list(zip(_labels(name, values, labels), values, strict=True)),
                 value=initial.get(name, values[len(values) // 2]),
                 description=name, continuous_update=False,
                 layout=w.Layout(width="420px"), style={"description_width": "initial"},
@@ -199,10 +212,12 @@ class StaticExplorer:
     """
 
     def __init__(self, draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
-                 initial: Mapping[str, Any] | None = None, dpi: int = FRAME_DPI) -> None:
+                 initial: Mapping[str, Any] | None = None, dpi: int = FRAME_DPI,
+                 labels: Mapping[str, Sequence[str]] | None = None) -> None:
         import matplotlib.pyplot as plt
 
         self.grids = _check_controls(controls)
+        self.labels = {name: _labels(name, values, labels) for name, values in self.grids.items()}
         n_frames = int(np.prod([len(v) for v in self.grids.values()]))
         if n_frames > MAX_FRAMES:
             raise ValueError(
@@ -229,14 +244,14 @@ class StaticExplorer:
         uid = "explorer-" + uuid.uuid4().hex[:10]
         rows = []
         for k, (name, values) in enumerate(self.grids.items()):
-            labels = json.dumps([_format(v) for v in values])
+            labels = json.dumps(self.labels[name])
             rows.append(
                 f'<label style="display:block;font-family:sans-serif;font-size:0.9em">'
                 f'<span style="display:inline-block;min-width:7em">{html.escape(name)}</span> '
                 f'<input type="range" min="0" max="{len(values) - 1}" step="1" '
                 f'value="{self.start[k]}" data-labels=\'{html.escape(labels)}\' '
                 f'aria-label="{html.escape(name)}" style="width:320px;vertical-align:middle"> '
-                f"<output>{html.escape(_format(values[self.start[k]]))}</output></label>"
+                f"<output>{html.escape(self.labels[name][self.start[k]])}</output></label>"
             )
         key = ",".join(map(str, self.start))
         script = (
@@ -263,7 +278,8 @@ class StaticExplorer:
 
 def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
              initial: Mapping[str, Any] | None = None,
-             static: bool | None = None) -> Explorer | StaticExplorer:
+             static: bool | None = None,
+             labels: Mapping[str, Sequence[str]] | None = None) -> Explorer | StaticExplorer:
     """An interactive figure: ``draw(**values)`` returns a matplotlib figure.
 
     Parameters
@@ -278,8 +294,11 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
     static
         Force the static (True) or live (False) form; by default static while the book is
         being built (``COURSE_BOOK_BUILD=1``) and live otherwise.
+    labels
+        name -> what the control shows for each of its values (default: the values), e.g. the
+        examples of a data set by name rather than by index.
     """
     if static is None:
         static = os.environ.get("COURSE_BOOK_BUILD") == "1"
     cls = StaticExplorer if static else Explorer
-    return cls(draw, controls, initial)
+    return cls(draw, controls, initial, labels=labels)

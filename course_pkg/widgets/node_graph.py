@@ -168,5 +168,7 @@ def draw(epoch: int = 20, example: int = 1) -> Any:
 
 def delta_explorer(static: bool | None = None) -> Any:
     """The widget: the Delta of every node, for a chosen training epoch and example."""
+    names = [f"x = ({x[0]:.0f}, {x[1]:.0f})" for x in INPUTS]
     return explorer(draw, {"epoch": list(EPOCHS), "example": list(range(len(INPUTS)))},
-                    initial={"epoch": 0, "example": 1}, static=static)
+                    initial={"epoch": 0, "example": 1}, static=static,
+                    labels={"example": names})
