@@ -88,6 +88,7 @@ class Sub:
     honest: bool = False
     assignment: str = "ps1"
     poison: bool = False   # graded in a second run, beside one honest neighbour
+    forbidden: list[str] = field(default_factory=list)  # must not appear in its outputs
 
 
 def _fill(src: str, ctx: dict) -> str:
@@ -471,7 +472,7 @@ attack("atk_kernel_dies", "kills its own kernel while the grader waits for an an
 # -- secrets ------------------------------------------------------------------------------------
 
 attack("atk_secret_env", "prints its environment, /proc/*/environ and cmdline of every process "
-       "it can see", cells=STUB1, extra=[(2, r'''
+       "it can see", cells=STUB1, forbidden=["@COURSE@"], extra=[(2, r'''
 import os
 print(dict(os.environ))
 for pid in os.listdir("/proc"):
@@ -517,7 +518,8 @@ print("files seen", seen)
 ''')])
 
 attack("atk_secret_fds", "reopens its inherited descriptors through /proc/self/fd (the grader's "
-       "log), /proc/1/fd, mem and maps of the processes it can see", cells=STUB1, extra=[(2, r'''
+       "log), /proc/1/fd, mem and maps of the processes it can see", cells=STUB1,
+       forbidden=["@COURSE@", "/.grading/", "worker.log", "SAWarning"], extra=[(2, r'''
 import os, time
 time.sleep(3)   # let classmates on the same worker write their logs first
 for pid in ("self", "1"):
@@ -860,6 +862,34 @@ attack("atk_memory", "allocates 20 GB, in a cell and in the function the grader 
                        "    return 0.0\n",
               "update": STUB1["update"], "train": STUB1["train"]})
 
+attack("atk_memory_fanout", "four forked processes each hold 700 MB at once: 2.8 GB, over the "
+       "2 GB memory limit of a kernel (RLIMIT_AS counts per process)", cells=STUB1,
+       forbidden=["FANOUT" + "OK3", "FANOUT" + "OK4"], extra=[(2, r'''
+import os, time
+import numpy as np
+r, w = os.pipe()
+kids = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            block = np.ones(700 * 2**20 // 8)
+            os.write(w, b"1")
+            time.sleep(4)
+        finally:
+            os._exit(0)
+    kids.append(pid)
+time.sleep(3)
+os.set_blocking(r, False)
+try:
+    held = len(os.read(r, 16))
+except BlockingIOError:
+    held = 0
+print("FANOUT" + f"OK{held}")
+for pid in kids:
+    os.waitpid(pid, 0)
+''')])
+
 attack("atk_fork_bomb", "forks until it cannot (children sleep), then reports how many it got",
        cells=STUB1, extra=[(2, r'''
 import os, time
@@ -992,6 +1022,23 @@ STUB3 = {
 }
 
 PS3: list[Sub] = [
+    Sub(name="atk3_a_cpu_hog", assignment="ps3",
+        what="60 processes spinning on the CPU while a classmate's training is timed on the "
+             "other worker (no CPU quota per sandbox), kept alive by cells that sleep",
+        cells=STUB3, extra=[(2, r'''
+import ctypes, os
+for i in range(60):
+    try:
+        if os.fork() == 0:
+            try:
+                ctypes.CDLL(None).prctl(15, b"@MARK@h", 0, 0, 0)
+            except Exception:
+                pass
+            while True:
+                pass
+    except OSError:
+        break
+''')] + [(3, "import time\ntime.sleep(9)\n")] * 5),
     Sub(name="atk3_ref_workspace", assignment="ps3",
         what="backward_step and the backward pass of `gradients` through course_pkg.workspace's "
              "ArrayOps (error_below, subtract_product, subtract_column_sum: the reference "
@@ -1049,6 +1096,16 @@ for p in ("/proc/1/environ", "@COURSE@/source/ps3/SECRET_TOKEN.txt"):
         print(p, "ERR", e)
 ''')])
 ,
+    Sub(name="hon3_numpy_keys", assignment="ps3", honest=True,
+        what="the ps3 solution whose loops run over np.arange, so its dicts are keyed by "
+             "numpy integers (dW[1] still finds them)",
+        cells={**SOL3, "gradients": SOL3["gradients"].replace(
+            "for l in range(L, 0, -1):", "for l in np.arange(L, 0, -1):")}),
+    Sub(name="hon3_slow_neighbour", assignment="ps3", honest=True,
+        what="the ps3 solution with 128 hidden units and 60 epochs (about 2 s alone, far "
+             "under the 20 s allowed), graded while a classmate hogs the CPU",
+        cells={**SOL3, "train_digits": SOL3["train_digits"].replace(
+            "range(15)", "range(60)").replace("sizes = [64, 64, 10]", "sizes = [64, 128, 10]")}),
     Sub(name="hon3_tqdm_helpers", assignment="ps3", honest=True,
         what="the ps3 solution with tqdm in training, stderr, and helpers of its own named "
              "score, start, forward, check_gradients",
@@ -1335,6 +1392,10 @@ def check_student(batch: Batch, sub: Sub, full: float) -> list[str]:
             finder = ScriptFinder(XSS)
             finder.feed(data.decode("utf-8", "replace"))
             problems += [f"script of the student in {p.name}: {f}" for f in finder.found]
+        for word in sub.forbidden:
+            word = _fill(word, {"COURSE": batch.course})
+            if p.suffix == ".ipynb" and word.encode() in data:
+                problems.append(f"{word!r} in its outputs ({p.name})")
         if p.suffix == ".ipynb" and b"PERSISTFOUND" in data:
             problems.append("found what an earlier submission left in /tmp")
         if p.suffix == ".ipynb" and b"LOCKED " in data:
