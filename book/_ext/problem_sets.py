@@ -96,7 +96,7 @@ def title_and_aim(notebook: Any) -> tuple[str, str]:
         title = blocks[0].lstrip("#").strip() if blocks[0].startswith("#") else ""
         aim = " ".join(next((b for b in blocks[1:] if not b.startswith(("#", "$$"))), "").split())
         # A paragraph that runs into a display equation ends at its last full sentence.
-        if aim and not aim.endswith((".", ":", "?", "!")):
+        if aim and not aim.endswith((".", "?", "!")):
             ends = [m.end() for m in re.finditer(r"[.?!](?=\s)", aim)]
             aim = aim[:ends[-1]] if ends else aim
         return title, aim
