@@ -862,32 +862,20 @@ attack("atk_memory", "allocates 20 GB, in a cell and in the function the grader 
                        "    return 0.0\n",
               "update": STUB1["update"], "train": STUB1["train"]})
 
-attack("atk_memory_fanout", "four forked processes each hold 700 MB at once: 2.8 GB, over the "
+attack("atk_memory_fanout", "five fresh processes each hold 500 MB at once: 2.5 GB, over the "
        "2 GB memory limit of a kernel (RLIMIT_AS counts per process)", cells=STUB1,
-       forbidden=["FANOUT" + "OK3", "FANOUT" + "OK4"], extra=[(2, r'''
-import os, time
-import numpy as np
-r, w = os.pipe()
-kids = []
-for i in range(4):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            block = np.ones(700 * 2**20 // 8)
-            os.write(w, b"1")
-            time.sleep(4)
-        finally:
-            os._exit(0)
-    kids.append(pid)
-time.sleep(3)
-os.set_blocking(r, False)
-try:
-    held = len(os.read(r, 16))
-except BlockingIOError:
-    held = 0
+       forbidden=["FANOUT" + "OK4", "FANOUT" + "OK5"], extra=[(2, r'''
+import subprocess, sys, time
+code = ("import numpy as np, sys, time\n"
+        "b = np.ones(500 * 2**20 // 8)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(6)\n")
+kids = [subprocess.Popen([sys.executable, "-c", code, "@MARK@"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL) for _ in range(5)]
+held = sum(1 for k in kids if k.stdout.readline().strip() == b"held")
 print("FANOUT" + f"OK{held}")
-for pid in kids:
-    os.waitpid(pid, 0)
+for k in kids:
+    k.kill()
 ''')])
 
 attack("atk_fork_bomb", "forks until it cannot (children sleep), then reports how many it got",
@@ -1026,18 +1014,14 @@ PS3: list[Sub] = [
         what="60 processes spinning on the CPU while a classmate's training is timed on the "
              "other worker (no CPU quota per sandbox), kept alive by cells that sleep",
         cells=STUB3, extra=[(2, r'''
-import ctypes, os
+import subprocess, sys
+hogs = []
 for i in range(60):
     try:
-        if os.fork() == 0:
-            try:
-                ctypes.CDLL(None).prctl(15, b"@MARK@h", 0, 0, 0)
-            except Exception:
-                pass
-            while True:
-                pass
+        hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass", "@MARK@"]))
     except OSError:
         break
+print("HOGS", len(hogs))
 ''')] + [(3, "import time\ntime.sleep(9)\n")] * 5),
     Sub(name="atk3_ref_workspace", assignment="ps3",
         what="backward_step and the backward pass of `gradients` through course_pkg.workspace's "
