@@ -1011,18 +1011,20 @@ STUB3 = {
 
 PS3: list[Sub] = [
     Sub(name="atk3_a_cpu_hog", assignment="ps3",
-        what="60 processes spinning on the CPU while a classmate's training is timed on the "
-             "other worker (no CPU quota per sandbox), kept alive by cells that sleep",
+        what="24 processes, each in a session (scheduler autogroup) of its own, spin on the CPU "
+             "while a classmate's training is timed on the other worker (no CPU quota per "
+             "sandbox), kept alive by cells that sleep",
         cells=STUB3, extra=[(2, r'''
 import subprocess, sys
 hogs = []
-for i in range(60):
+for i in range(24):   # each in a session of its own: a scheduler autogroup of its own
     try:
-        hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass", "@MARK@"]))
+        hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass", "@MARK@"],
+                                     start_new_session=True))
     except OSError:
         break
 print("HOGS", len(hogs))
-''')] + [(3, "import time\ntime.sleep(9)\n")] * 5),
+''')] + [(3, "import time\ntime.sleep(8)\n")] * 2),
     Sub(name="atk3_ref_workspace", assignment="ps3",
         what="backward_step and the backward pass of `gradients` through course_pkg.workspace's "
              "ArrayOps (error_below, subtract_product, subtract_column_sum: the reference "
@@ -1086,10 +1088,10 @@ for p in ("/proc/1/environ", "@COURSE@/source/ps3/SECRET_TOKEN.txt"):
         cells={**SOL3, "gradients": SOL3["gradients"].replace(
             "for l in range(L, 0, -1):", "for l in np.arange(L, 0, -1):")}),
     Sub(name="hon3_slow_neighbour", assignment="ps3", honest=True,
-        what="the ps3 solution with 128 hidden units and 60 epochs (about 2 s alone, far "
+        what="the ps3 solution with 256 hidden units and 250 epochs (about 1 s alone, far "
              "under the 20 s allowed), graded while a classmate hogs the CPU",
         cells={**SOL3, "train_digits": SOL3["train_digits"].replace(
-            "range(15)", "range(60)").replace("sizes = [64, 64, 10]", "sizes = [64, 128, 10]")}),
+            "range(15)", "range(250)").replace("sizes = [64, 64, 10]", "sizes = [64, 256, 10]")}),
     Sub(name="hon3_tqdm_helpers", assignment="ps3", honest=True,
         what="the ps3 solution with tqdm in training, stderr, and helpers of its own named "
              "score, start, forward, check_gradients",
