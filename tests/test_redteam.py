@@ -966,6 +966,10 @@ def score(v):
 def train(w0, mu, steps, xs=(0.0, 1.0)):
     return path(w0, mu, steps, xs)
 '''})
+honest("hon_imports_checks", "the solution whose answer cell re-imports the released check (as "
+       "the setup cell does) to test itself before the next exercise", cells={
+           **SOL1, "dE_dw": "from course_pkg.checks.identity_sigmoid import check_dE_dw\n\n"
+                            + SOL1["dE_dw"] + "\n\ncheck_dE_dw(dE_dw)\n"})
 honest("hon_crash_after", "the solution, then a cell after every test that raises",
        cells=SOL1, extra=[(END, "raise RuntimeError('I crash after the tests')\n")])
 honest("hon_exit_after", "the solution, then a cell after every test that ends the kernel",
