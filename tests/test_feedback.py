@@ -473,3 +473,29 @@ def test_ps4_node_step_is_a_gradient_descent_step():
     step = list(checks.node_step(w, x, t, eta, "sigmoid"))
     W, dW = [w_m.T for w_m in w], checks.matrix_gradients(w, x, t)
     assert checks.matrix_step_difference(step, W, dW, eta) < 1e-12
+
+
+def test_timed_uses_the_functions_own_clock_when_it_has_one():
+    """The grader's handle on a sandboxed function counts the sandbox's CPU seconds: a call
+    that is quick on the wall clock but used 30 s of its own CPU is too slow, and the reverse
+    passes."""
+    from course_pkg.checks.feedback import timed
+    from course_pkg.checks.matrix_form import TRAINING
+
+    class Remote:
+        clock_name = " of CPU time in the grading sandbox"
+
+        def __init__(self, cost: float) -> None:
+            self.used, self.cost = 0.0, cost
+
+        def clock(self) -> float:
+            return self.used
+
+        def __call__(self, *args):
+            self.used += self.cost
+            return 42
+
+    with pytest.raises(Feedback) as info:
+        timed(Remote(30.0), (), TRAINING, 20.0)
+    assert info.value.tag == "too slow" and "30.0 s of CPU time" in str(info.value)
+    assert timed(Remote(1.0), (), TRAINING, 20.0) == 42

@@ -117,6 +117,16 @@ def test_disk_memory_and_time_are_limited(kernel):
     assert run(kernel, "print('still alive')") == "still alive\n"
 
 
+def test_the_sandbox_cpu_time_is_read_from_outside(kernel):
+    before = kernel.cpu_seconds()
+    run(kernel, "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end:"
+                "\n    pass")
+    run(kernel, "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import time\\n"
+                "end = time.process_time() + 0.5\\nwhile time.process_time() < end: pass'])")
+    used = kernel.cpu_seconds() - before
+    assert 0.9 < used < 3.0, used  # its own work and its child's, however busy the machine
+
+
 def test_a_cell_that_ignores_the_interrupt_stops_the_whole_sandbox(package):
     with SandboxedKernel(package, {}, Limits(cell_timeout=1, wall_seconds=60)) as kernel:
         with pytest.raises(KernelStopped, match="ignored the interrupt"):

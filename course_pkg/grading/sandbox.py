@@ -382,6 +382,25 @@ class SandboxedKernel:
             self.close(f"the kernel sent {err}")
         raise KernelStopped(self.stopped or "the kernel stopped")
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by every process of the sandbox (user and system, ended
+        children included), as the operating system counts them: nothing the kernel says."""
+        import psutil
+
+        if self.process is None:
+            return 0.0
+        total = 0.0
+        try:
+            root = psutil.Process(self.process.pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system + times.children_user + (
+                        times.children_system)
+        except psutil.Error:
+            pass
+        return total
+
     def execute(self, code: str) -> dict[str, Any]:
         """Run one cell; the reply has ``ok`` and ``outputs`` (unsanitised)."""
         timeout = self.limits.cell_timeout

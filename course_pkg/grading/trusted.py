@@ -53,11 +53,18 @@ class StudentError(Exception):
 
 
 class RemoteFunction:
-    """A student's function, called in the sandbox with arguments chosen here."""
+    """A student's function, called in the sandbox with arguments chosen here.
+
+    ``clock`` counts the CPU seconds of the sandbox's processes, as the operating system
+    reports them (the checks time a call with it, so that a busy machine does not count).
+    """
+
+    clock_name = " of CPU time in the grading sandbox"
 
     def __init__(self, kernel: SandboxedKernel, name: str, printed: list[str]) -> None:
         self.kernel, self.__name__, self.printed = kernel, name, printed
         self.__qualname__ = name
+        self.clock = kernel.cpu_seconds
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         timeout = self.kernel.limits.cell_timeout
