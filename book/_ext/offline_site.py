@@ -94,10 +94,17 @@ def executed_downloads(app: Any, exception: Exception | None) -> None:
         nbformat.write(student_notebooks.student_notebook(notebook, repository), ipynb)
 
 
+def fingerprint_package(app: Any) -> None:
+    """builder-inited: one fingerprint of course_pkg for the whole build (taken before any
+    notebook runs, so that the parallel execution and myst-nb key the cache alike even if a
+    file changes during the build)."""
+    app.course_pkg_fingerprint = student_notebooks.package_fingerprint()
+
+
 def key_cache_on_package(app: Any, docname: str, source: list[str]) -> None:
     """source-read: chapters that import course_pkg carry the package's fingerprint."""
     if not hasattr(app, "course_pkg_fingerprint"):
-        app.course_pkg_fingerprint = student_notebooks.package_fingerprint()
+        fingerprint_package(app)
     source[0] = student_notebooks.inject_fingerprint(source[0], app.course_pkg_fingerprint)
 
 
@@ -111,6 +118,7 @@ def serve_course_css(app: Any, config: Any) -> None:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", tidy_page_assets, priority=900)
     app.connect("build-finished", executed_downloads)
+    app.connect("builder-inited", fingerprint_package, priority=100)
     app.connect("source-read", key_cache_on_package)
     app.connect("config-inited", serve_course_css)
     app.add_css_file("course.css")

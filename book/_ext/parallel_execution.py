@@ -82,7 +82,9 @@ def execute_outdated(app: Any) -> None:
     if workers < 2 or not toc.is_file():
         return
     cache = get_cache(nb_config.execution_cache_path or ".jupyter_cache")
-    fingerprint = student_notebooks.package_fingerprint()
+    fingerprint = getattr(app, "course_pkg_fingerprint", None)
+    if fingerprint is None:
+        fingerprint = app.course_pkg_fingerprint = student_notebooks.package_fingerprint()
     todo = []
     for docname in toc_documents(toc):
         path = next((Path(app.srcdir, docname + s) for s in (".md", ".ipynb")
