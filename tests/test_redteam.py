@@ -50,7 +50,7 @@ pytestmark = pytest.mark.grading
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_SRC = ROOT / "assignments"
 BIN = Path(sys.executable).parent
-CELL_TIMEOUT = 10
+CELL_TIMEOUT = 8
 FILE_TOKEN = "rtfiletok" + secrets.token_hex(12)
 ENV_TOKEN = "rtenvtok" + secrets.token_hex(12)
 MARK = "rtmark" + secrets.token_hex(6)   # in the command line of every process an attack starts
@@ -567,7 +567,7 @@ for p in cands:
         con.commit()
         con.execute("BEGIN EXCLUSIVE")
         print("LOCKED", p)
-        time.sleep(8)
+        time.sleep(3)
     except Exception as e:
         print(p, "ERR", e)
 ''')])
@@ -783,9 +783,9 @@ attack("atk_folder_link", "the student's download folder itself is a symlink to 
 
 # -- output floods, feedback HTML, report forging --------------------------------------------------
 
-attack("atk_output_flood", "prints 100 MB in one write and a million lines, in the answer "
+attack("atk_output_flood", "prints 100 MB in one write and 200000 lines, in the answer "
        "cells and in the functions the tests call", cells={
-           "dE_dw": "print('x' * 10**8)\nfor i in range(10**6):\n    print(i)\n"
+           "dE_dw": "print('x' * 10**8)\nfor i in range(2 * 10**5):\n    print(i)\n"
                     + STUB1["dE_dw"].replace("    return", "    print('z' * 10**7)\n    return"),
            "update": STUB1["update"], "train": STUB1["train"]})
 
