@@ -101,7 +101,12 @@ def test_the_answers_are_withheld_and_the_helpers_are_not(kernel):
                  "cp.finite_difference_gradients", "cp.gradient_check"):
         assert "WithheldError" in run(kernel, f"{call}()"), call
     assert "WithheldError" in run(kernel, "cp.train(net, np.ones((4, 2)), np.ones((4, 2)), 0.1)")
-    assert "ModuleNotFoundError" in run(kernel, "import course_pkg.checks.matrix_form")
+    shell = run(kernel, "from course_pkg.checks.matrix_form import check_gradients\n"
+                        "import course_pkg.checks.matrix_form as m\n"
+                        "print(check_gradients(None), sorted(n for n in dir(m) if n[0] != '_'))")
+    assert shell.startswith("None ['check_") and "MISTAKES" not in shell and "Exercise" not in (
+        shell), shell
+    assert "ImportError" in run(kernel, "from course_pkg.checks.feedback import MISTAKES")
     assert "ModuleNotFoundError" in run(kernel, "import course_pkg.grading.pipeline")
     assert run(kernel, "from course_pkg.helpers import softmax; print(softmax(np.zeros((2, 1)))"
                        ".ravel())") == "[0.5 0.5]\n"

@@ -1,7 +1,8 @@
 """The copy of course_pkg that the grading sandbox sees: the exercises' answers withheld.
 
-:func:`build` copies the package without :mod:`course_pkg.grading` and
-:mod:`course_pkg.checks`, and replaces each withheld function (the ``WITHHELD`` names of the
+:func:`build` copies the package without :mod:`course_pkg.grading`, with
+:mod:`course_pkg.checks` as empty shells (each ``check_...`` function does nothing), and
+replaces each withheld function (the ``WITHHELD`` names of the
 assignment's checks modules: the deltas, the updates, the reference back-propagation) by a
 stub that raises :class:`course_pkg.sandbox.WithheldError`. The helpers the notebooks import
 (data, activations, plotting) stay as they are. :func:`sandbox_source` turns an instructor
@@ -77,7 +78,25 @@ def build(target: Path, withheld: Iterable[str]) -> Path:
         if not path.is_file():
             raise ValueError(f"withheld {module} is not a module of course_pkg")
         path.write_text(_stub(path.read_text(), module, qualnames))
+    _stub_checks(source / "checks", target / "course_pkg" / "checks")
     return target
+
+
+def _stub_checks(source: Path, target: Path) -> None:
+    """``course_pkg.checks`` as empty shells: each ``check_...`` function does nothing.
+
+    A student who imports a check in an answer cell (to test as they work) keeps the rest of
+    that cell; the checks themselves, their cases and mistake tables stay outside.
+    """
+    target.mkdir()
+    (target / "__init__.py").write_text('"""The checks run in the grader, not here."""\n')
+    for path in sorted(source.glob("*.py")):
+        names = [node.name for node in ast.parse(path.read_text()).body
+                 if isinstance(node, ast.FunctionDef) and node.name.startswith("check_")]
+        lines = ['"""The checks run in the grader, outside this sandbox: these do nothing."""', ""]
+        for name in names:
+            lines += ["", f"def {name}(*args, **kwargs):", "    return None", ""]
+        (target / path.name).write_text("\n".join(lines))
 
 
 def _stub(source: str, module: str, qualnames: set[str]) -> str:
