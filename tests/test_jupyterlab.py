@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,12 +143,30 @@ def wait_idle(page: object, timeout_s: float = 120) -> None:
 
 
 def test_a_downloaded_chapter_reads_and_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
-    url, work = lab
+    """Runs in a thread of its own: the browser tests' session keeps Playwright's synchronous
+    API (an asyncio loop) open in the main thread, and a second one may not start there."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            drive(*lab)
+        except BaseException as error:  # noqa: BLE001 (re-raised in the test's thread)
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(600)
+    assert not thread.is_alive(), "the JupyterLab session did not finish in 10 minutes"
+    if errors:
+        raise errors[0]
+
+
+def drive(url: str, work: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
     name = Path(CHAPTER).name + ".ipynb"
     solutions = sum("{solution}" in "".join(c["source"])
                     for c in json.loads((work / name).read_text())["cells"])
-    from playwright.sync_api import sync_playwright
-
     profile = tempfile.mkdtemp(prefix="chromium-lab-")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
@@ -189,6 +208,8 @@ def test_a_downloaded_chapter_reads_and_runs_in_jupyterlab(lab: tuple[str, Path]
             assert not reopened["notFound"], "a widget reads 'model not found' after reopening"
             assert reopened["images"] >= ran["images"], (ran, reopened)
         finally:
+            (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "tests" / "artifacts" / "jupyterlab.png"))
+            page.close()
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
