@@ -115,7 +115,7 @@ def open_page(context: object, server: str, docname: str) -> tuple[object, PageL
     page = context.new_page()
     log = PageLog(page, server)
     page.goto(f"{server}/{docname}.html", wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.wait_for_load_state("networkidle", timeout=90_000)  # a busy shared machine
     # MathJax (only on pages with math) typesets asynchronously; wait for it to finish.
     page.evaluate("async () => { if (window.MathJax && MathJax.startup)"
                   " await MathJax.startup.promise; }")
