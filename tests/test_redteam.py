@@ -1452,7 +1452,8 @@ def test_batch_completes(batch: Batch) -> None:
     for name in ("collect", "collect poison", "feedback", "export", "report"):
         res = batch.results.get(name)
         if res is not None:
-            assert res.returncode == 0, f"course {name}: {(res.stdout + res.stderr)[-2000:]!r}"
+            assert res.returncode == 0, \
+                f"course {name}: {(res.stdout + res.stderr)[-2000:]!r} (timings: {TIMINGS})"
 
 
 def test_no_secret_anywhere(batch: Batch) -> None:
