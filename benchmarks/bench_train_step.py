@@ -226,13 +226,13 @@ def run_child(spec: str) -> None:
             calls += 1
         per_step = (time.perf_counter() - start) / calls
         group = max(1, int(1e-3 / per_step))         # steps per sample: ~1 ms or one step
-        steps = max(group, int(args["block_s"] / per_step) // group * group)
-        print(json.dumps({"ready": True, "group": group, "steps": steps}), flush=True)
+        print(json.dumps({"ready": True, "group": group}), flush=True)
         for line in sys.stdin:
             command = line.strip()
-            if command == "block":
+            if command == "block":                   # samples for about block_s seconds
                 samples = []
-                for _ in range(steps // group):
+                end = time.perf_counter() + args["block_s"]
+                while not samples or time.perf_counter() < end:
                     t = clock()
                     for _ in range(group):
                         step()
@@ -335,6 +335,7 @@ def measure_case(case: Case, contenders: tuple[str, ...], threads: int, clock: s
         for name in contenders:
             q = statistics.quantiles(round_medians[name], n=4) if rounds >= 2 else [0, 0, 0]
             result[name] = {"median": statistics.median(samples[name]),
+                            "p10": statistics.quantiles(samples[name], n=10)[0],
                             "q1": q[0], "q3": q[2], "steps": len(samples[name])
                             * children[name].hello["group"]}
         if "course_pkg" in children:
@@ -409,6 +410,24 @@ def spread_rows(results: list[tuple[Case, dict]], contenders: tuple[str, ...]) -
                  for c in contenders]
         rows.append(f"| {case.label} | " + " | ".join(cells) + " |")
     return rows
+
+
+def decile_section(results: list[tuple[Case, dict]], contenders: tuple[str, ...]) -> list[str]:
+    """The fastest tenth of the samples: what the steps take when the machine is least busy."""
+    if not all("p10" in res[c] for _, res in results for c in contenders):
+        return []
+    lines = ["The fastest tenth: the 10th percentile of each contender's samples, in ms, with the",
+             "same ratios (on a busy machine the median mixes quiet and contended moments; the",
+             "fastest tenth is closer to what each library does on a quiet one):", "",
+             "| network, batch, dtype | " + " | ".join(contenders)
+             + " | course/floor | PyTorch/course |",
+             "| --- |" + " ---: |" * (len(contenders) + 2)]
+    for case, res in results:
+        cells = [fmt_ms(res[c]["p10"]) for c in contenders]
+        ratios = [f"{res[a]['p10'] / res[b]['p10']:.3f}" if a in res and b in res else "-"
+                  for a, b in (("course_pkg", "floor"), ("torch", "course_pkg"))]
+        lines.append(f"| {case.label} | " + " | ".join(cells + ratios) + " |")
+    return [*lines, ""]
 
 
 def memory_rows(results: list[tuple[Case, dict]]) -> list[str]:
@@ -491,9 +510,9 @@ def render(record: dict) -> str:
         "the step alone, into preallocated outputs); `PyTorch/course` and `sklearn/course`",
         "divide their median by course_pkg's (> 1: slower than course_pkg). The machine was",
         "shared with other users' builds and tests: load average "
-        f"{record.get('load_average_start', float('nan')):.2f} at the start (nan: not "
-        f"recorded), {record['load_average']:.2f} at the end, on {record['cpu_count']} logical "
-        "CPUs.",
+        + (f"{record['load_average_start']:.2f} at the start, "
+           if "load_average_start" in record else "(not recorded at the start), ")
+        + f"{record['load_average']:.2f} at the end, on {record['cpu_count']} logical CPUs.",
         "",
         *table_rows(results, contenders),
         "",
@@ -506,6 +525,7 @@ def render(record: dict) -> str:
         "",
         *spread_rows(results, contenders),
         "",
+        *decile_section(results, contenders),
         "### course_pkg's memory and input checks per step (same processes)",
         "",
         "`page faults/step`: minor page faults per step over 50 steps (memory that the",
