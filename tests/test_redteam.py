@@ -871,8 +871,8 @@ attack("atk_memory_fanout", "five fresh processes each hold 500 MB at once: 2.5 
        "2 GB memory limit of a kernel (RLIMIT_AS counts per process)", cells=STUB1,
        forbidden=["FANOUT" + "OK4", "FANOUT" + "OK5"], extra=[(2, r'''
 import subprocess, sys, time
-code = ("import numpy as np, sys, time\n"
-        "b = np.ones(500 * 2**20 // 8)\n"
+code = ("import time\n"
+        "b = b'x' * (500 * 2**20)\n"   # written, so resident
         "print('held', flush=True)\n"
         "time.sleep(6)\n")
 kids = [subprocess.Popen([sys.executable, "-c", code, "@MARK@"], stdout=subprocess.PIPE,
