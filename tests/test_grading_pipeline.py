@@ -585,3 +585,13 @@ def test_collect_files_folders_and_flat_downloads(tmp_path):
     assert any(line.startswith("notes.ipynb: skipped") for line in lines)
     with pytest.raises(ValueError, match="not a folder"):
         collect(Course(course), "ps1", tmp_path / "missing")
+
+
+def test_only_real_folders_named_like_student_ids_are_students(tmp_path):
+    course = tmp_path / "course"
+    for name in ("alice", "bob.smith-2", "eve\n", "=1+1", "_hidden"):
+        (course / "submitted" / name / "ps1").mkdir(parents=True)
+    (course / "elsewhere" / "ps1").mkdir(parents=True)
+    (course / "submitted" / "linked").symlink_to(course / "elsewhere")
+    assert Course(course).students("ps1") == ["alice", "bob.smith-2"]
+    assert Course(course).invalid_folders("ps1") == ["=1+1", "_hidden", "eve\n"]

@@ -101,6 +101,22 @@ def test_the_answers_are_withheld_and_the_helpers_are_not(kernel):
                  "cp.finite_difference_gradients", "cp.gradient_check"):
         assert "WithheldError" in run(kernel, f"{call}()"), call
     assert "WithheldError" in run(kernel, "cp.train(net, np.ones((4, 2)), np.ones((4, 2)), 0.1)")
+    routes = {  # every other way to a derivative that course_pkg has
+        "graph": "from course_pkg.graph import Graph\nGraph(inputs=['x'], nodes={'o': "
+                 "'sigmoid'}, edges={('x', 'o'): 0.5}, outputs=['o']).gradient([1.0], [1.0])",
+        "node_delta": "from course_pkg import node_delta\n"
+                      "node_delta.update([np.ones((1, 1))], np.ones(1), np.ones(1), 0.1)",
+        "finite differences": "from course_pkg.gradcheck import central_differences\n"
+                              "central_differences(lambda v: float(v @ v), np.ones(2))",
+        "workspace": "from course_pkg.workspace import ArrayOps\nArrayOps(np).error_below("
+                     "np.ones((2, 2)), np.ones((2, 1)), None, np.ones((2, 1)), None, 1)",
+        "loss gradient": "cp.losses.half_squared_error_grad(np.ones(2), np.zeros(2), np)",
+        "seed 001": "from course_pkg import tanh_two_layer as t\n"
+                    "t.gradients(np.ones((2, 2)), np.ones((1, 2)), np.ones(2), np.ones(1))",
+    }
+    for route, code in routes.items():
+        assert "WithheldError" in run(kernel, code), route
+    assert "ModuleNotFoundError" in run(kernel, "import course_pkg.widgets")
     shell = run(kernel, "from course_pkg.checks.matrix_form import check_gradients\n"
                         "import course_pkg.checks.matrix_form as m\n"
                         "print(check_gradients(None), sorted(n for n in dir(m) if n[0] != '_'))")
@@ -198,6 +214,11 @@ def test_decode_refuses_what_is_not_plain_data(frame):
         wire.decode(frame)
 
 
+def test_numpy_dict_keys_travel_as_plain_keys():
+    sent = wire.encode({np.int64(1): np.arange(2.0), np.str_("b"): 3})
+    assert wire.decode(sent).keys() == {1, "b"}
+
+
 def test_decode_bounds_nesting():
     deep: object = 1
     for _ in range(100):
@@ -229,6 +250,8 @@ def test_outputs_are_cleaned_before_any_page_shows_them():
     assert all("script" not in str(o) and "alert" not in str(o) for o in outputs)
     assert cut and len(outputs[0]["text"]) < 200
     assert clean_markdown("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)>"
+    assert clean_markdown("[x](javascript:f()) ![t](http://h/x.png)") == (
+        "&#91;x](javascript:f()) !&#91;t](http://h/x.png)")
     assert one_line("alice: 5/5\nbob: 5/5\x1b[2K") == "alice: 5/5 bob: 5/5?[2K"
 
 

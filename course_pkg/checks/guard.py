@@ -67,6 +67,36 @@ def backward_passes() -> tuple[Callable[..., Any], ...]:
             gradcheck.finite_difference_gradients, gradcheck.gradient_check)
 
 
+def reference_functions() -> tuple[Callable[..., Any], ...]:
+    """Every function of course_pkg that computes a derivative, an error signal or a step of
+    gradient descent: what no exercise may call, and what the grading sandbox withholds from
+    every assignment (besides the forward pass, the helpers stay)."""
+    import importlib
+
+    from course_pkg import (
+        gradcheck,
+        graph,
+        identity_sigmoid,
+        losses,
+        node_delta,
+        tanh_two_layer,
+        workspace,
+    )
+
+    training = importlib.import_module("course_pkg.train")  # the package exports train()
+
+    backward_ops = [getattr(cls, name) for cls in (workspace.ArrayOps, workspace.Workspace)
+                    for name in ("output_delta", "error_below", "subtract_column_sum",
+                                 "subtract_product", "_times_S_prime") if name in vars(cls)]
+    return (*backward_passes(), *backward_ops, gradcheck.central_differences,
+            graph.Graph.backward_trace, graph.Graph.error_signals, graph.Graph.gradient,
+            graph.Graph.update, identity_sigmoid.dE_dw, identity_sigmoid.update,
+            identity_sigmoid.train, losses.output_delta, losses.softmax_cross_entropy_delta,
+            losses.half_squared_error_grad, losses.squared_error_grad,
+            node_delta.error_signals, node_delta.update, tanh_two_layer.dE_dw1,
+            tanh_two_layer.dE_dw2, tanh_two_layer.dE_dz, tanh_two_layer.gradients, training.train)
+
+
 def withheld(*functions: Callable[..., Any]) -> tuple[str, ...]:
     """``"module:qualname"`` of each function: the names the grading sandbox withholds."""
     return tuple(sorted({f"{f.__module__}:{f.__qualname__}" for f in functions}))

@@ -12,12 +12,12 @@ import numpy as np
 
 from course_pkg import identity_sigmoid as ref
 from course_pkg.checks.feedback import Exercise
-from course_pkg.checks.guard import backward_passes, withheld
+from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 
 CHAPTER = "book/identity_sigmoid.md"
 SEED = "000_4a3fe56ce2bc8b6e.txt"
 FORBIDDEN = (ref.dE_dw, ref.update, ref.train, *backward_passes())
-WITHHELD = withheld(*FORBIDDEN)
+WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 
 
 def _sigmoid_prime(s: float) -> float:

@@ -15,13 +15,13 @@ import numpy as np
 
 from course_pkg import node_delta as ref
 from course_pkg.checks.feedback import Exercise
-from course_pkg.checks.guard import backward_passes, withheld
+from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.network import Network
 
 CHAPTER = "book/node_delta.md"
 SEED = "003_00675a7c1b711b2c.txt"
 FORBIDDEN = (ref.error_signals, ref.update, *backward_passes())
-WITHHELD = withheld(*FORBIDDEN)
+WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 ACTIVATIONS = ("sigmoid", "tanh")
 
 

@@ -15,13 +15,13 @@ import numpy as np
 
 from course_pkg import tanh_two_layer as ref
 from course_pkg.checks.feedback import Exercise
-from course_pkg.checks.guard import backward_passes, withheld
+from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 
 CHAPTER = "book/tanh_two_layer.md"
 SEED = "001_ce18104b0c2237dd.txt"
 GRADIENT = f"{CHAPTER}, section 'The gradient, one weight at a time'"
 FORBIDDEN = (ref.dE_dw1, ref.dE_dw2, ref.dE_dz, ref.gradients, *backward_passes())
-WITHHELD = withheld(*FORBIDDEN)
+WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 
 
 def _network(rng: np.random.Generator, D: int, M: int, K: int) -> dict[str, np.ndarray]:

@@ -69,11 +69,15 @@ def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
     from course_pkg.grading.pipeline import autograde
     from course_pkg.grading.progress import ProgressBar
     from course_pkg.grading.sandbox import Limits
+    from course_pkg.grading.untrusted import one_line
 
     timeout = args.cell_timeout or _configured_timeout(course)
     limits = Limits(cell_timeout=timeout, wall_seconds=args.wall_seconds,
                     memory_bytes=args.memory_mb * 2**20)
     bar = ProgressBar(enabled=False if args.quiet else None)
+    for folder in course.invalid_folders(args.assignment):
+        print(f"skipped submitted/{one_line(repr(folder), 80)}: not a valid student id "
+              "(letters, digits, '.', '_' and '-')", flush=True)
 
     def recorded(outcome: Any) -> None:
         bar.clear()

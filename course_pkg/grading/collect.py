@@ -15,12 +15,12 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from course_pkg.grading.course import Course
+from course_pkg.grading.course import STUDENT_ID, Course
 from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
 
 MAX_BYTES = 50 * 2**20
 """A downloaded notebook larger than this is not collected."""
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
 
 
 def release_notebooks(course: Course, assignment: str) -> list[str]:
@@ -76,7 +76,7 @@ def collect(course: Course, assignment: str, downloads: Path) -> list[str]:
                 continue
             found.setdefault(owner[0], {})[owner[1]] = entry
     for student, files in sorted(found.items()):
-        if not STUDENT_ID.match(student):
+        if not STUDENT_ID.fullmatch(student):
             lines.append(f"{one_line(student, 80)}: skipped, not a valid student id")
             continue
         target = course.folder("submitted", assignment, student)

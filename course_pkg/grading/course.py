@@ -9,12 +9,16 @@ gradebook without ever writing the same SQLite file at the same time.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A student id: what nbgrader, a file name and a report line can all carry (fullmatch)."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,23 @@ class Course:
         return self.root / kind / student / assignment
 
     def students(self, assignment: str) -> list[str]:
-        """Students with a folder for ``assignment`` under ``submitted/``, sorted."""
+        """Students with a folder for ``assignment`` under ``submitted/``, sorted.
+
+        Only real folders (not links) whose name is a valid student id (:data:`STUDENT_ID`)
+        count; :meth:`invalid_folders` names the others.
+        """
+        return [name for name in self._folders(assignment) if STUDENT_ID.fullmatch(name)]
+
+    def invalid_folders(self, assignment: str) -> list[str]:
+        """Folders of ``submitted/`` with ``assignment`` whose name is not a student id."""
+        return [name for name in self._folders(assignment) if not STUDENT_ID.fullmatch(name)]
+
+    def _folders(self, assignment: str) -> list[str]:
         submitted = self.root / "submitted"
         if not submitted.is_dir():
             return []
-        return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+        return sorted(p.name for p in submitted.iterdir()
+                      if not p.is_symlink() and (p / assignment).is_dir())
 
     def assignments(self) -> list[str]:
         """Assignments with a folder under ``source/``, sorted."""

@@ -147,12 +147,15 @@ def _read_notebook(path: Path, max_bytes: int) -> tuple[Any, str | None]:
         return None, (f"corrupted notebook {path.name}: invalid JSON ({err.msg} at line "
                       f"{err.lineno}, column {err.colno}); was it truncated or edited "
                       f"outside Jupyter?")
+    except (RecursionError, ValueError) as err:  # nested too deeply, a 5000-digit number...
+        return None, (f"corrupted notebook {path.name}: JSON that no notebook holds "
+                      f"({type(err).__name__}: {str(err)[:80]})")
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         return None, f"corrupted notebook {path.name}: the JSON is not a notebook (no cell list)"
     try:
         notebook = nbformat.reads(json.dumps(data), as_version=4)
         nbformat.validate(notebook)
-    except Exception as err:  # noqa: BLE001 - nbformat raises several kinds
+    except (Exception, RecursionError) as err:  # noqa: BLE001 - nbformat raises several kinds
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return None, f"corrupted notebook {path.name}: not a valid notebook ({first[:120]})"
     return notebook, None

@@ -33,6 +33,8 @@ def export_csv(course: Course, assignments: list[str], path: Path) -> int:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for assignment in assignments:
+            if not outcomes(course, assignment):  # never graded (perhaps never released)
+                continue
             scores = gradebook_scores(course, assignment)
             for outcome in outcomes(course, assignment):
                 graded = outcome.status == "graded"

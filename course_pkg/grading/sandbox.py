@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from course_pkg.grading import cgroup
+from course_pkg.grading.cgroup import Cgroup
 from course_pkg.sandbox import wire
 
 PACKAGE_DEST = "/opt/course"
@@ -151,11 +153,14 @@ namespace first, so that its own user (which cannot enter /root) can bind them."
 
 
 def _drop_privileges(slot: int, sources: dict[str, str] | None = None,
-                     limits: Limits | None = None) -> Any:
-    """A ``preexec_fn``: (as root) stage ``sources`` and become the slot's own user; limits."""
+                     limits: Limits | None = None, group: Cgroup | None = None) -> Any:
+    """A ``preexec_fn``: (as root) join ``group``, stage ``sources`` and become the slot's own
+    user; then set the limits."""
     uid = ROOT_UID_BASE + slot
 
     def preexec() -> None:
+        if group is not None:
+            group.join()
         if os.geteuid() == 0:
             if sources:
                 _stage_sources(sources)
@@ -262,6 +267,7 @@ class SandboxedKernel:
         self.deadline = time.monotonic() + limits.wall_seconds
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped: str | None = None
+        self.cgroup = cgroup.create(limits.memory_bytes, limits.processes) if sandboxed else None
         requests_r, self.requests = os.pipe()
         self.replies, replies_w = os.pipe()
         kernel_fds = (requests_r, replies_w)
@@ -327,8 +333,10 @@ class SandboxedKernel:
         passed = (*kernel_fds, *(fd for fd, _, _ in data_fds))
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=None, pass_fds=passed, start_new_session=True,
-            preexec_fn=_drop_privileges(slot, sources if root else None, self.limits))
+            stderr=subprocess.DEVNULL, pass_fds=passed, start_new_session=True,
+            env={"PATH": "/usr/bin:/bin"},  # bwrap is the sandbox's pid 1: nothing to read
+            preexec_fn=_drop_privileges(slot, sources if root else None, self.limits,
+                                        self.cgroup))
         for read_fd, write_fd, content in data_fds:
             os.close(read_fd)
             with contextlib.suppress(BrokenPipeError):
@@ -417,6 +425,9 @@ class SandboxedKernel:
                 self.process.kill()
         if self.process is not None:
             self.process.wait()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         for fd in (self.requests, self.replies):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -149,5 +149,10 @@ def clean_outputs(outputs: Any, max_chars: int) -> tuple[list[NotebookNode], boo
 
 
 def clean_markdown(source: str) -> str:
-    """A student's Markdown with every ``<`` escaped, so that no raw HTML reaches a page."""
-    return source.replace("<", "&lt;")
+    """A student's Markdown as text: ``<`` escaped (no raw HTML) and ``[`` escaped (no link or
+    image, so nothing that runs on a click or loads from an address the student chose).
+
+    Mathematics is unchanged on the page: the browser turns the entities back into ``<`` and
+    ``[`` before MathJax reads them.
+    """
+    return source.replace("<", "&lt;").replace("[", "&#91;")

@@ -1,6 +1,6 @@
 """The copy of course_pkg that the grading sandbox sees: the exercises' answers withheld.
 
-:func:`build` copies the package without :mod:`course_pkg.grading`, with
+:func:`build` copies the package without :mod:`course_pkg.grading` and the book's widgets, with
 :mod:`course_pkg.checks` as empty shells (each ``check_...`` function does nothing), and
 replaces each withheld function (the ``WITHHELD`` names of the
 assignment's checks modules: the deltas, the updates, the reference back-propagation) by a
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import course_pkg
 
-LEFT_OUT = ("grading", "checks", "__pycache__")
+LEFT_OUT = ("grading", "checks", "widgets", "__pycache__")
+"""Not copied: the grader, the checks (empty shells are written instead), the book's widgets."""
 TRUSTED_PACKAGES = ("course_pkg.checks", "course_pkg.grading")
 
 

@@ -60,6 +60,10 @@ def encode(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         items = []
         for key, item in value.items():
+            if isinstance(key, np.integer):
+                key = int(key)
+            elif isinstance(key, np.str_):
+                key = str(key)
             if not isinstance(key, (int, str)) or isinstance(key, bool):
                 raise WireError(f"a dict key of type {type(key).__name__} (expected int or str)")
             items.append([key, encode(item, depth + 1)])

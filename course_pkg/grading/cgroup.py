@@ -1,0 +1,84 @@
+"""Limits on a whole sandbox, not one process: a control group of its own, where we may.
+
+``setrlimit`` bounds each process of a sandbox; a submission that starts many processes could
+still take the machine's memory or every core. Where the grader runs as root and the machine
+has control groups (v1 or v2) it can write, each sandbox gets one: memory (every process
+together), process count, and one core of CPU time (so that a submission that spins on every
+core it can start slows nobody graded beside it). Elsewhere (an instructor's own account,
+a container without a writable ``/sys/fs/cgroup``) :func:`create` returns None and the
+per-process limits stand alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+_counter = itertools.count()
+
+
+class Cgroup:
+    """The control-group folders of one sandbox (one per v1 hierarchy, or one v2 folder)."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
+
+    def join(self) -> None:
+        """Put the calling process (and so everything it starts) into the group."""
+        for folder in self.folders:
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        """Remove the group once its processes are gone (they were killed just before)."""
+        for folder in self.folders:
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # a process of the sandbox is still being torn down
+                    time.sleep(0.02)
+
+
+def create(memory_bytes: int, processes: int, cores: float = 1.0) -> Cgroup | None:
+    """A new group with these limits, or None where this process may not make one."""
+    if os.geteuid() != 0 or not ROOT.is_dir():
+        return None
+    name = f"course-sandbox-{os.getpid()}-{next(_counter)}"
+    quota = str(int(cores * PERIOD_US))
+    try:
+        if (ROOT / "cgroup.controllers").exists():  # v2: one folder, three files
+            folder = ROOT / name
+            folder.mkdir()
+            group = Cgroup([folder])
+            _write(folder / "memory.max", str(memory_bytes))
+            _write(folder / "pids.max", str(processes))
+            _write(folder / "cpu.max", f"{quota} {PERIOD_US}")
+            return group
+        settings = {"memory": {"memory.limit_in_bytes": str(memory_bytes)},
+                    "pids": {"pids.max": str(processes)},
+                    "cpu": {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": quota}}
+        group = Cgroup([])
+        for controller, files in settings.items():
+            folder = ROOT / controller / name
+            folder.mkdir()
+            group.folders.append(folder)
+            for file, value in files.items():
+                _write(folder / file, value)
+        return group
+    except OSError:
+        with contextlib.suppress(NameError):
+            group.remove()
+        return None
+
+
+def _write(path: Path, value: str) -> None:
+    if not path.exists():
+        raise OSError(f"{path} does not exist (controller not enabled)")
+    path.write_text(value)
