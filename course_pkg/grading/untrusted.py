@@ -149,10 +149,11 @@ def clean_outputs(outputs: Any, max_chars: int) -> tuple[list[NotebookNode], boo
 
 
 def clean_markdown(source: str) -> str:
-    """A student's Markdown as text: ``<`` escaped (no raw HTML) and ``[`` escaped (no link or
-    image, so nothing that runs on a click or loads from an address the student chose).
+    """A student's Markdown as text: ``<`` escaped (no raw HTML), ``[`` escaped (no link or
+    image) and ``://`` escaped (no address made a link), so that nothing on the page runs on a
+    click or loads from an address the student chose.
 
     Mathematics is unchanged on the page: the browser turns the entities back into ``<`` and
     ``[`` before MathJax reads them.
     """
-    return source.replace("<", "&lt;").replace("[", "&#91;")
+    return source.replace("<", "&lt;").replace("[", "&#91;").replace("://", "&#58;//")
