@@ -867,9 +867,9 @@ attack("atk_memory", "allocates 20 GB, in a cell and in the function the grader 
                        "    return 0.0\n",
               "update": STUB1["update"], "train": STUB1["train"]})
 
-attack("atk_memory_fanout", "five fresh processes each hold 500 MB at once: 2.5 GB, over the "
-       "2 GB memory limit of a kernel (RLIMIT_AS counts per process)", cells=STUB1,
-       forbidden=["FANOUT" + "OK4", "FANOUT" + "OK5"], extra=[(2, r'''
+attack("atk_memory_fanout", "five fresh processes each hold 500 MiB at once: 2.5 GiB, over the "
+       "2 GiB memory limit of a sandbox (RLIMIT_AS counts per process; four of them, 2000 MiB, "
+       "fit)", cells=STUB1, forbidden=["FANOUT" + "OK5"], extra=[(2, r'''
 import subprocess, sys, time
 code = ("import time\n"
         "b = b'x' * (500 * 2**20)\n"   # written, so resident
