@@ -17,9 +17,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["intro", "gradient_descent", "identity_sigmoid", "tanh_two_layer", "matrix_form",
-         "node_delta", "notation", "errata"]
-"""The pages whose citations are checked (the chapters derived from the seeds, and their
-appendices)."""
+         "worked_example", "gradient_checking", "initialisation", "node_delta",
+         "computational_graphs", "efficiency", "summary", "notation", "errata"]
+"""The pages whose citations are checked (every chapter and the appendices on the seeds)."""
 
 BARE_CITATION = re.compile(r"(?<![\w-])(eqs?\.?|equations?)\s*\(?\d", re.IGNORECASE)
 DOTTED_NUMBER = re.compile(r"\((\d+\.\d+)\)")
