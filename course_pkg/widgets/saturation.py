@@ -1,9 +1,10 @@
 """Saturation: how the size of dC/dW_l changes with the layer l, for sigmoid, tanh and ReLU.
 
 The recursion delta_{l-1} = S'(z_{l-1}) * W_l^T delta_l of ``002_ff83eee082f91d18.txt``
-multiplies the error by one factor S'(z) per layer on its way back. The logistic S' is at
-most 1/4 and decays exponentially away from 0 (saturation), so in a deep sigmoid network the
-first layers receive a much smaller gradient than the last; the ReLU's S' is exactly 1 wherever
+multiplies the error by one factor S'(z) per layer on its way back, and by W_l^T. The logistic
+S' is at most 1/4 and decays exponentially away from 0 (saturation), so in a deep sigmoid
+network with weights of moderate norm the first layers receive a much smaller gradient than
+the last; the ReLU's S' is exactly 1 wherever
 the unit is active, and the gradient keeps its size. :func:`gradient_norms` measures this with
 :meth:`course_pkg.Network.loss_and_gradients`, and :func:`depth_explorer` shows it.
 """
@@ -72,9 +73,10 @@ def layer_norms(depth: int, activation: str, seed: int = 0) -> np.ndarray:
 def draw_norms(depth: int, activation: str, figsize: tuple[float, float] = (8, 3.2)):
     """Gradient norm per layer for ``activation`` at ``depth``, beside a 1/4-per-layer decay.
 
-    The dashed line starts at the output layer's norm and divides by 4 per layer, the largest
-    factor a sigmoid layer can contribute (S' <= 1/4); the faint lines are the other
-    activations, for comparison.
+    The dashed line starts at the output layer's norm and divides by 4 per layer: the factor
+    S' <= 1/4 of a sigmoid layer alone. The layer's weights multiply it by up to ||W_l||_2 (the
+    bound of the matrix-form chapter), so the measured norms may fall more slowly than the line,
+    or grow; the faint lines are the other activations, for comparison.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, NullFormatter
