@@ -252,7 +252,7 @@ class Graph:
 
         Node ``(l, k)`` is unit k of layer l (l = 0 the inputs); the edge ``(l-1, i) -> (l, k)``
         carries ``W_l[k, i]`` (shape (p_l, p_{l-1}) as in ``002_ff83eee082f91d18.txt``). With
-        ``biases``, a constant node :data:`BIAS` = 1 feeds every unit, with weight ``b_l[k]``.
+        ``biases``, a constant node ``BIAS`` = 1 feeds every unit, with weight ``b_l[k]``.
 
         Parameters
         ----------
@@ -348,7 +348,7 @@ class Graph:
         ----------
         x
             The example: a value per input node (a mapping, or a sequence in the order of
-            :attr:`inputs`).
+            ``inputs``).
         shift
             Optional amounts eps_j added to in_j (the perturbation of the proof: Delta_j is
             -dE_n/d eps_j at eps = 0).

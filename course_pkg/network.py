@@ -323,9 +323,10 @@ class Network:
         """One step of gradient descent on this batch: theta <- theta - lr * grad.
 
         The learning rate multiplies delta_L before back-propagation (which is linear in it), so
-        lines 8 and 9 give lr * grad, and :func:`descend` subtracts each from its parameter as it
-        is formed. On NumPy the step reuses the buffers of its batch size and stores no
-        gradient (:mod:`course_pkg.workspace`). Returns the training loss before the update.
+        lines 8 and 9 give lr * grad, and :func:`course_pkg.network.descend` subtracts each from
+        its parameter as it is formed. On NumPy the step reuses the buffers of its batch size and
+        stores no gradient (:mod:`course_pkg.workspace`). Returns the training loss before the
+        update.
         """
         lr = _check_learning_rate(lr)
         loss, _, _ = self._loss_and_gradients(X, Y, scale=lr, step=True)

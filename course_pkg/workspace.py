@@ -18,7 +18,7 @@ line      operation                        method
 new array; it runs on any library (NumPy, CuPy, ``array_api_strict``, PyTorch) and allocates
 what it must. :class:`Workspace` is the NumPy path of a training step: arrays of shape
 (p_l, n) are buffers kept from one batch of n examples to the next, the matrix products are
-BLAS ``gemm`` calls from :mod:`scipy.linalg.blas` that write into those buffers, and the gradient
+BLAS ``gemm`` calls from ``scipy.linalg.blas`` that write into those buffers, and the gradient
 step is folded into the weight-gradient product: ``gemm`` computes C <- alpha A B + beta C,
 and with C = W_l, alpha = -1 and beta = 1 it subtracts delta_l a_{l-1}^T from W_l in the same
 pass, so dC/dW_l is never stored. Every product of the step goes through the same BLAS
