@@ -246,7 +246,10 @@ def test_the_release_opens_in_jupyterlab_and_notebook7(jupyter_server, browser, 
             ".filter(c => c.offsetParent !== null).length >= n", arg=len(cells),
             timeout=30_000)
         title = "".join(cells[0]["source"]).splitlines()[0].lstrip("# ")
-        heading = page.locator(".jp-Notebook:visible .jp-RenderedMarkdown h1").first
+        # Markdown is rendered by JupyterLab's own renderer, or by jupyterlab-myst where the
+        # student environment installs it.
+        heading = page.locator(".jp-Notebook:visible .jp-RenderedMarkdown h1, "
+                               ".jp-Notebook:visible .myst h1").first
         heading.wait_for(timeout=30_000)
         assert title in heading.inner_text()
         assert page.locator(".jp-Notebook:visible .jp-Cell").count() == len(cells)

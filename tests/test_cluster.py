@@ -80,11 +80,17 @@ def course(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_scores(course, tmp_path_factory) -> dict[str, float]:
+def local(course, tmp_path_factory) -> Path:
+    """The class graded on the embedded local cluster: the reference."""
     copy = tmp_path_factory.mktemp("local") / "course"
     shutil.copytree(course, copy)
     course_cli(copy, "autograde", "ps1", "--workers", "2", "--cell-timeout", "20")
-    return scores(copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def local_scores(local) -> dict[str, float]:
+    return scores(local)
 
 
 class Cluster:
@@ -201,11 +207,9 @@ def test_the_progress_bar_counts_failures_and_estimates_the_time_left():
     assert quiet.getvalue() == ""
 
 
-def test_canvas_export_fills_the_roster_and_lists_who_does_not_match(course, local_scores,
+def test_canvas_export_fills_the_roster_and_lists_who_does_not_match(local, local_scores,
                                                                       tmp_path):
-    graded = tmp_path / "course"
-    shutil.copytree(course, graded)
-    course_cli(graded, "autograde", "ps1", "--cell-timeout", "20")
+    graded = local
     students = sorted(local_scores)
     roster = tmp_path / "canvas.csv"
     header = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "ps1 (1204)",

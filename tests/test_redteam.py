@@ -871,12 +871,12 @@ attack("atk_memory_fanout", "five fresh processes each hold 500 MiB at once: 2.5
        "2 GiB memory limit of a sandbox (RLIMIT_AS counts per process; four of them, 2000 MiB, "
        "fit)", cells=STUB1, forbidden=["FANOUT" + "OK5"], extra=[(2, r'''
 import subprocess, sys, time
-code = ("import time\n"
+code = ("import sys\n"
         "b = b'x' * (500 * 2**20)\n"   # written, so resident
         "print('held', flush=True)\n"
-        "time.sleep(6)\n")
+        "sys.stdin.read()\n")           # held until the parent lets go: all five at once
 kids = [subprocess.Popen([sys.executable, "-c", code, "@MARK@"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL) for _ in range(5)]
+                         stdin=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(5)]
 held = sum(1 for k in kids if k.stdout.readline().strip() == b"held")
 print("FANOUT" + f"OK{held}")
 for k in kids:
