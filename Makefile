@@ -44,8 +44,9 @@ bubblewrap:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap is missing: install Debian's 'bubblewrap' package (sudo apt-get install bubblewrap)"; exit 1; fi; }
 
+# Two test processes (pytest-xdist); the book build and its browser tests stay in one group.
 test: venv chromium bubblewrap
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 test-fast: venv bubblewrap
 	$(BIN)/python -m pytest tests -m "not book and not browser and not grading"
