@@ -146,36 +146,36 @@ def graded_while(course: Path, cluster: Cluster, action) -> subprocess.Completed
     return subprocess.CompletedProcess(process.args, process.returncode, lines[0] + out, err)
 
 
-def test_a_real_cluster_survives_a_killed_worker(course, local_scores, tmp_path):
-    target = tmp_path / "course"
+def graded_on_a_cluster(course: Path, base: Path, workers: int, fault: str
+                        ) -> tuple[Path, subprocess.CompletedProcess]:
+    """A copy of ``course`` graded on a new loopback cluster of ``workers`` workers, whose
+    ``fault`` ("worker" or "scheduler") is killed after the first report line."""
+    target = base / "course"
     shutil.copytree(course, target)
-    cluster = Cluster(tmp_path / "cluster")
+    cluster = Cluster(base / "cluster")
     try:
-        cluster.add_worker("worker-a")
-        cluster.add_worker("worker-b")
-        cluster.wait_for_workers(2)
-        run = graded_while(target, cluster, lambda: cluster.kill(cluster.workers[0]))
+        for i in range(workers):
+            cluster.add_worker(f"worker-{i}")
+        cluster.wait_for_workers(workers)
+        victim = cluster.workers[0] if fault == "worker" else cluster.scheduler
+        return target, graded_while(target, cluster, lambda: cluster.kill(victim))
     finally:
         cluster.stop()
+
+
+def test_a_real_cluster_survives_a_killed_worker(course, local_scores, tmp_path):
+    target, run = graded_on_a_cluster(course, tmp_path, 2, "worker")
     assert run.returncode == 0, run.stdout + run.stderr
     heads = report_heads(run.stdout)
     assert sorted(heads) == sorted(local_scores), run.stdout  # every student exactly once
     assert scores(target) == local_scores
     manifest = Manifest(target / FILE_NAME).entries("ps1")
     assert sorted(manifest) == sorted(local_scores)
-    assert not (cluster.base / "worker-b" / "gradebook.db").exists()
+    assert not (tmp_path / "cluster" / "worker-1" / "gradebook.db").exists()
 
 
 def test_a_lost_scheduler_stops_the_batch_and_a_rerun_resumes(course, local_scores, tmp_path):
-    target = tmp_path / "course"
-    shutil.copytree(course, target)
-    cluster = Cluster(tmp_path / "cluster")
-    try:
-        cluster.add_worker("worker-a")
-        cluster.wait_for_workers(1)
-        run = graded_while(target, cluster, lambda: cluster.kill(cluster.scheduler))
-    finally:
-        cluster.stop()
+    target, run = graded_on_a_cluster(course, tmp_path, 1, "scheduler")
     assert run.returncode != 0
     assert "lost the Dask scheduler" in run.stderr and "run the same command again" in (
         run.stderr), run.stderr
