@@ -239,7 +239,10 @@ def test_the_release_opens_in_jupyterlab_and_notebook7(jupyter_server, browser, 
     cells = json.loads(notebook.read_text())["cells"]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(f"{jupyter_server}/{front_end}/{assignment}/{notebook.name}?token={TOKEN}")
+        # ?reset: JupyterLab opens this notebook alone, not the tabs of an earlier test too.
+        reset = "reset&" if front_end.startswith("lab") else ""
+        page.goto(f"{jupyter_server}/{front_end}/{assignment}/{notebook.name}?{reset}"
+                  f"token={TOKEN}")
         page.wait_for_selector(".jp-Notebook:visible .jp-Cell", timeout=90_000)
         page.wait_for_function(
             "n => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]"
@@ -249,7 +252,7 @@ def test_the_release_opens_in_jupyterlab_and_notebook7(jupyter_server, browser, 
         # Markdown is rendered by JupyterLab's own renderer, or by jupyterlab-myst where the
         # student environment installs it.
         heading = page.locator(".jp-Notebook:visible .jp-RenderedMarkdown h1, "
-                               ".jp-Notebook:visible .myst h1").first
+                               ".jp-Notebook:visible .myst h1", has_text=title).first
         heading.wait_for(timeout=30_000)
         assert title in heading.inner_text()
         assert page.locator(".jp-Notebook:visible .jp-Cell").count() == len(cells)
