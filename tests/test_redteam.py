@@ -1403,9 +1403,9 @@ def _id(sub: Sub) -> str:
 
 
 KNOWN_WEAK = {
-    "atk_memory_fanout": "open: the sandbox's memory control group held all five in 2 of 4 full "
-                         "runs of the suite under pytest-xdist (never when graded alone); cause "
-                         "not found yet",
+    "atk_memory_fanout": "open: in the red-team batch (many sandboxes at once) all five were "
+                         "held in some runs, though graded alone the sandbox's memory group "
+                         "stops the fifth; cause not found yet",
 }
 """Attacks that still succeed at times: each is reported, not hidden (xfail, not strict)."""
 
