@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import re
 import shutil
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -225,7 +224,8 @@ def _timestamp(folder: Path) -> str | None:
 
 
 class _Recorder:
-    """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time."""
+    """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time
+    (the results of the batch arrive in this one thread, as their tasks finish)."""
 
     def __init__(self, course: Course, assignment: str, manifest: Manifest, job: dict[str, Any],
                  progress: Callable[[Outcome], None] | None) -> None:
@@ -234,19 +234,16 @@ class _Recorder:
         self.max_score = sum(c["points"] for nb in job["spec"].values()
                              for c in nb["cells"].values())
         self.outcomes: dict[str, Outcome] = {}
-        self.lock = threading.Lock()
 
     def keep(self, outcome: Outcome) -> None:
         self._done(outcome, record=False)
 
     def not_graded(self, student: str, digest: str, reason: str, notes: list[str]) -> None:
-        with self.lock:
-            forget_submission(self.course.db_url, self.assignment, student)
-            for kind in ("autograded", "feedback"):  # nothing stale of an earlier submission
-                shutil.rmtree(self.course.folder(kind, self.assignment, student),
-                              ignore_errors=True)
-            self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
-                               notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed))
+        forget_submission(self.course.db_url, self.assignment, student)
+        for kind in ("autograded", "feedback"):  # nothing stale of an earlier submission
+            shutil.rmtree(self.course.folder(kind, self.assignment, student), ignore_errors=True)
+        self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
+                           notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed))
 
     def graded(self, task: dict[str, Any], answer: dict[str, Any]) -> None:
         student = task["submission"]["student"]
@@ -264,17 +261,16 @@ class _Recorder:
                         for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
         if manual:
             notes.append(f"to grade by hand in the formgrader: {', '.join(manual)}")
-        with self.lock:
-            score = write_submission(self.course.db_url, self.assignment, student, grades)
-            target = self.course.folder("autograded", self.assignment, student)
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            for name, notebook in notebooks.items():
-                nbformat.write(notebook, target / f"{name}.ipynb")
-            self._done(Outcome(student, "graded", score, self.max_score, "",
-                               (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
-                               answer.get("seconds", 0.0), task["hash"], self.sandboxed))
+        score = write_submission(self.course.db_url, self.assignment, student, grades)
+        target = self.course.folder("autograded", self.assignment, student)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name, notebook in notebooks.items():
+            nbformat.write(notebook, target / f"{name}.ipynb")
+        self._done(Outcome(student, "graded", score, self.max_score, "",
+                           (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
+                           answer.get("seconds", 0.0), task["hash"], self.sandboxed))
 
     def _done(self, outcome: Outcome, record: bool = True) -> None:
         if record:
