@@ -17,13 +17,12 @@ line      operation                        method
 :class:`ArrayOps` writes every line as one expression of the Array API standard that returns a
 new array; it runs on any library (NumPy, CuPy, ``array_api_strict``, PyTorch) and allocates
 what it must. :class:`Workspace` is the NumPy path of a training step: arrays of shape
-(p_l, n) are buffers kept from one batch of n examples to the next, the matrix products are
-BLAS ``gemm`` calls from ``scipy.linalg.blas`` that write into those buffers, and the gradient
-step is folded into the weight-gradient product: ``gemm`` computes C <- alpha A B + beta C,
-and with C = W_l, alpha = -1 and beta = 1 it subtracts delta_l a_{l-1}^T from W_l in the same
-pass, so dC/dW_l is never stored. Every product of the step goes through the same BLAS
-library, so that one pool of BLAS threads serves it (two libraries' thread pools, each
-spinning while the other works, slow each other down on a small machine).
+(p_l, n) are buffers kept from one batch of n examples to the next, and the matrix products
+write into them (``numpy.matmul(..., out=...)``). The gradient step is folded into the
+weight-gradient product: a BLAS ``gemm`` computes C <- alpha A B + beta C, and with C = W_l,
+alpha = -1 and beta = 1 it subtracts delta_l a_{l-1}^T from W_l in the same pass, so dC/dW_l is
+never stored (:func:`course_pkg.blas.gemm`, in the BLAS library that NumPy's ``@`` uses, so that
+one pool of BLAS threads serves every product).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ import numpy as np
 
 from course_pkg import activations as act
 from course_pkg import losses
+from course_pkg.blas import gemm
 
 Array = Any
 
@@ -44,13 +44,13 @@ Array = Any
 def all_finite(X: Array, xp: ModuleType) -> bool:
     """True if no entry of the floating array X is NaN or +-inf.
 
-    On NumPy the test is one BLAS dot product X . X: every term x^2 is >= 0, so the sum is NaN
+    On NumPy the test is one BLAS dot product X . X (NumPy's ``vdot``): every term x^2 is >= 0, so the sum is NaN
     if an entry is NaN and +inf if an entry is infinite; a finite sum proves X finite. A sum
     that overflows (entries above ~1e154 in float64) is checked again entry by entry.
     """
-    if xp is np and X.dtype in _BLAS and (X.flags.c_contiguous or X.flags.f_contiguous):
+    if xp is np and X.dtype.kind == "f" and (X.flags.c_contiguous or X.flags.f_contiguous):
         flat = X.ravel(order="K")
-        if math.isfinite(_BLAS[X.dtype]["dot"](flat, flat)):
+        if math.isfinite(np.vdot(flat, flat)):      # (vdot, unlike dot, does not warn)
             return True
     return bool(xp.all(xp.isfinite(X)))
 
@@ -59,7 +59,7 @@ def labels_in_range(y: Array, p: int, xp: ModuleType) -> bool:
     """True if every integer label y_i satisfies 0 <= y_i < p."""
     if xp is np and y.dtype.isnative:
         # seen as unsigned, a negative label is a huge number: one reduction checks both ends
-        return bool(y.size == 0 or y.view(f"u{y.dtype.itemsize}").max() < p)
+        return bool(y.size == 0 or np.maximum.reduce(y.view(f"u{y.dtype.itemsize}")) < p)
     return not (bool(xp.any(y < 0)) or bool(xp.any(y >= p)))
 
 
@@ -104,37 +104,9 @@ class ArrayOps:
         W -= delta @ a_prev.T
 
 
-def _blas_routines() -> dict[Any, dict[str, Callable[..., Any]]]:
-    from scipy.linalg import blas
-
-    return {np.dtype(np.float64): {"gemm": blas.dgemm, "gemv": blas.dgemv, "dot": blas.ddot},
-            np.dtype(np.float32): {"gemm": blas.sgemm, "gemv": blas.sgemv, "dot": blas.sdot}}
-
-
-class _LazyBLAS(dict):
-    """The BLAS routines by dtype, imported from SciPy at the first use."""
-
-    def __missing__(self, dtype: Any) -> dict[str, Callable[..., Any]]:
-        if not self:
-            self.update(_blas_routines())
-        return dict.__getitem__(self, np.dtype(dtype))
-
-    def __contains__(self, dtype: object) -> bool:
-        return dtype in (np.dtype(np.float64), np.dtype(np.float32))
-
-
-_BLAS = _LazyBLAS()
-
-
-def _buffer(p: int, n: int, dtype: Any, order: str) -> np.ndarray:
-    """An uninitialised (p, n) buffer, stored by rows ("C") or by columns ("F")."""
-    return np.empty((p, n), dtype=dtype, order=order)
-
-
-def _as_blas(M: np.ndarray) -> tuple[np.ndarray, int]:
-    """(array, trans) with op(array) = M and array column-major, as BLAS reads it: a matrix
-    stored by rows is the column-major storage of its transpose."""
-    return (M, 0) if M.flags.f_contiguous else (M.T, 1)
+def _buffer(p: int, n: int, dtype: Any) -> np.ndarray:
+    """An uninitialised (p, n) buffer, stored by rows: each unit's n values side by side."""
+    return np.empty((p, n), dtype=dtype)
 
 
 class Workspace(ArrayOps):
@@ -155,27 +127,21 @@ class Workspace(ArrayOps):
     their allocating formulas.
     """
 
-    ORDER = "C"
-    """Storage of the (p_l, n) buffers: by rows, each unit's n values side by side (with BLAS
-    reading any mix of layouts, this measured a little faster than by columns)."""
-
     def __init__(self, sizes: list[int], dtype: Any, n: int) -> None:
         super().__init__(np)
         self.n, self.dtype = n, np.dtype(dtype)
-        blas = _BLAS[self.dtype]
-        self._gemm, self._gemv = blas["gemm"], blas["gemv"]
-        L = len(sizes) - 1
-        order = {l: self.ORDER for l in range(1, L + 1)}
-        self.z = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
-        self.a = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
-        self.delta = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
-        self._scratch = {l: _buffer(sizes[l], n, dtype, order[l]) for l in range(1, L + 1)}
-        self._mask = {l: _buffer(sizes[l], n, bool, order[l]) for l in range(1, L + 1)}
+        layers = range(1, len(sizes))
+        self.z = {l: _buffer(sizes[l], n, dtype) for l in layers}
+        self.a = {l: _buffer(sizes[l], n, dtype) for l in layers}
+        self.delta = {l: _buffer(sizes[l], n, dtype) for l in layers}
+        self._scratch = {l: _buffer(sizes[l], n, dtype) for l in layers}
+        self._mask = {l: _buffer(sizes[l], n, bool) for l in layers}
+        self._row_sums = np.empty(max(sizes[1:]), dtype=dtype)   # line 8: sum_i delta_l^(i)
+        self._products: dict[tuple[int, ...], np.ndarray] = {}     # line 9, small W_l
         # relu as maximum(z, 0) against an array of zeros: NumPy's vectorised loop for two
         # arrays runs about 2-3 times faster than its loop for an array and a scalar
-        zeros = np.zeros((max(sizes[1:]), n), dtype=dtype, order=self.ORDER)
-        self._zeros = {l: zeros[:sizes[l]] if self.ORDER == "C" else zeros[:sizes[l]].copy("F")
-                       for l in range(1, L + 1)}
+        zeros = np.zeros((max(sizes[1:]), n), dtype=dtype)
+        self._zeros = {l: zeros[:sizes[l]] for l in layers}
         self._ones = np.ones(n, dtype=dtype)
         self._columns = np.arange(n)
         self._classes = np.arange(sizes[-1])[:, None]
@@ -183,23 +149,21 @@ class Workspace(ArrayOps):
         self._sum = np.empty((1, n), dtype=dtype)      # softmax: sum_k exp(z_k - max) per column
         self._softmax_layer: int | None = None
 
-    def _gemm_into(self, alpha: float, A: np.ndarray, B: np.ndarray, beta: float,
-                   C: np.ndarray) -> None:
-        """C <- alpha A B + beta C by one BLAS gemm, in C's own memory, for operands stored by
-        rows or by columns (a stored-by-rows C is computed as C^T = B^T A^T)."""
-        if not C.flags.f_contiguous:
-            A, B, C = B.T, A.T, C.T
-        (a, trans_a), (b, trans_b) = _as_blas(A), _as_blas(B)
-        self._gemm(alpha, a, b, beta, C, trans_a=trans_a, trans_b=trans_b, overwrite_c=1)
-
     # -- line 3 -------------------------------------------------------------------------------
     def affine(self, W: np.ndarray, a_prev: np.ndarray, b: np.ndarray, l: int) -> np.ndarray:
-        """z_l = W_l a_{l-1} + b_l: the bias is copied into z_l, then
-        gemm(alpha=1, A=W_l, B=a_{l-1}, beta=1, C=z_l) adds the product to it."""
+        """z_l = W_l a_{l-1} + b_l into the buffer z_l.
+
+        A large z_l gets the bias first, and gemm(alpha=1, A=W_l, B=a_{l-1}, beta=1, C=z_l) adds
+        the product to it (copying b_l into every column is cheaper than adding it to every
+        column afterwards). A small one takes NumPy's product, then the bias.
+        """
         z = self.z[l]
-        np.copyto(z, b[:, None])
-        self._gemm_into(1.0, W, a_prev, 1.0, z)
-        return z
+        if z.size >= FOLD_MIN:
+            np.copyto(z, b[:, None])
+            gemm(1.0, W, a_prev, 1.0, z)
+            return z
+        np.matmul(W, a_prev, out=z)
+        return np.add(z, b[:, None], out=z)
 
     # -- line 4 -------------------------------------------------------------------------------
     def activation(self, S: Callable[..., Array], z: np.ndarray, l: int) -> np.ndarray:
@@ -256,9 +220,8 @@ class Workspace(ArrayOps):
     # -- line 10 ------------------------------------------------------------------------------
     def error_below(self, W: np.ndarray, delta: np.ndarray, S_prime: Callable[..., Array],
                     z: np.ndarray, a: np.ndarray, l: int) -> np.ndarray:
-        """delta_l = (W_{l+1}^T delta_{l+1}) * S'(z_l): gemm into the buffer, then S' in place."""
-        delta_below = self.delta[l]
-        self._gemm_into(1.0, W.T, delta, 0.0, delta_below)
+        """delta_l = (W_{l+1}^T delta_{l+1}) * S'(z_l): the product into the buffer, then S'."""
+        delta_below = np.matmul(W.T, delta, out=self.delta[l])
         return self._times_S_prime(delta_below, S_prime, z, a, l)
 
     def _times_S_prime(self, delta: np.ndarray, S_prime: Callable[..., Array] | None,
@@ -279,23 +242,27 @@ class Workspace(ArrayOps):
 
     # -- lines 8 and 9 with the step ----------------------------------------------------------
     def subtract_column_sum(self, b: np.ndarray, delta: np.ndarray) -> None:
-        """b_l <- b_l - delta_l 1 by gemv(alpha=-1, A=delta_l, x=1, beta=1, y=b_l)."""
-        if b.flags.c_contiguous and b.dtype == self.dtype:
-            A, trans = _as_blas(delta)
-            self._gemv(-1.0, A, self._ones, 1.0, b, trans=trans, overwrite_y=1)
-        else:
-            super().subtract_column_sum(b, delta)
+        """b_l <- b_l - delta_l 1: the sum over the batch is a matrix-vector product."""
+        row_sums = np.matmul(delta, self._ones, out=self._row_sums[:delta.shape[0]])
+        np.subtract(b, row_sums, out=b)
 
     def subtract_product(self, W: np.ndarray, delta: np.ndarray, a_prev: np.ndarray) -> None:
-        """W_l <- W_l - delta_l a_{l-1}^T by one gemm, without storing the product.
+        """W_l <- W_l - delta_l a_{l-1}^T in W_l's own memory, without storing dC/dW_l.
 
-        gemm(alpha=-1, A=delta_l, B=a_{l-1}^T, beta=1, C=W_l), in W_l's own memory (a W_l
-        that is not contiguous gets the allocating formula).
+        A large W_l takes one gemm(alpha=-1, A=delta_l, B=a_{l-1}^T, beta=1, C=W_l)
+        (:func:`course_pkg.blas.gemm`), which subtracts the product as it forms it. For a small
+        one the call through ctypes costs more than the pass it saves: the product goes into a
+        buffer and is subtracted. A W_l that is not contiguous gets the allocating formula.
         """
-        if (W.flags.c_contiguous or W.flags.f_contiguous) and W.dtype == self.dtype:
-            self._gemm_into(-1.0, delta, a_prev.T, 1.0, W)
-        else:
+        if not (W.flags.c_contiguous or W.flags.f_contiguous) or W.dtype != self.dtype:
             super().subtract_product(W, delta, a_prev)
+        elif W.size >= FOLD_MIN:
+            gemm(-1.0, delta, a_prev.T, 1.0, W)
+        else:
+            product = self._products.get(W.shape)
+            if product is None:
+                product = self._products[W.shape] = np.empty(W.shape, dtype=self.dtype)
+            np.subtract(W, np.matmul(delta, a_prev.T, out=product), out=W)
 
 
 def ops_for(xp: ModuleType, sizes: list[int], dtype: Any, n: int,
@@ -317,3 +284,8 @@ def ops_for(xp: ModuleType, sizes: list[int], dtype: Any, n: int,
 
 MAX_WORKSPACES = 4
 """Batch sizes whose buffers a network keeps at once (the oldest is dropped first)."""
+
+FOLD_MIN = 2**14
+"""Entries of z_l or W_l from which a product is added into it by one gemm with beta = 1. A call
+through ctypes costs about a microsecond more than NumPy's own product; the pass over the matrix
+that it saves costs as much at about this size (measured on 784-512-512-10 and 64-32-10)."""

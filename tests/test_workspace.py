@@ -16,6 +16,7 @@ import pytest
 
 import course_pkg as cp
 from course_pkg import activations as act
+from course_pkg import blas, workspace
 from course_pkg.network import descend, feed_forward
 from course_pkg.workspace import (
     MAX_WORKSPACES,
@@ -70,9 +71,12 @@ def test_error_below_is_line_10(dtype, name, rng):
                                rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("fold_min", [0, 10**9])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_the_step_is_folded_into_the_products_in_place(dtype, rng):
-    """W_l <- W_l - delta_l a_{l-1}^T by one gemm on W_l's own memory; b_l by one gemv."""
+def test_the_step_is_taken_in_place(dtype, fold_min, monkeypatch, rng):
+    """W_l <- W_l - delta_l a_{l-1}^T in W_l's own memory (by one gemm, or by a product in a
+    buffer for a small W_l); b_l <- b_l - delta_l 1 likewise."""
+    monkeypatch.setattr(workspace, "FOLD_MIN", fold_min)
     tol = DTYPES[dtype]
     ws = Workspace([6, 5], dtype, 8)
     W = rng.standard_normal((5, 6)).astype(dtype)
@@ -132,22 +136,26 @@ def test_train_step_equals_the_allocating_step(sizes, names, loss, dtype, rng):
     assert sorted(net._workspaces) == [1, 9]
 
 
-def test_either_storage_order_gives_the_same_step(monkeypatch, rng):
-    """Buffers stored by columns instead of rows: the same gemm calls, transposed."""
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_folded_and_plain_products_give_the_same_step(monkeypatch, dtype, rng):
+    """Whether a product is added into z_l or W_l by one gemm (FOLD_MIN = 0) or formed in a
+    buffer first (FOLD_MIN beyond every size), the step is the same."""
+    tol = DTYPES[dtype]
     sizes, names, loss = CASES[0]
-    X, Y = batch(rng, sizes, loss, 9, "float64")
-    nets, losses = [], []
-    for order in ("C", "F"):
-        monkeypatch.setattr(Workspace, "ORDER", order)
-        net = cp.Network(sizes, names, loss, seed=4)
+    X, Y = batch(rng, sizes, loss, 9, dtype)
+    nets, losses, calls = [], [], []
+    for fold_min in (0, 10**9):
+        monkeypatch.setattr(workspace, "FOLD_MIN", fold_min)
+        monkeypatch.setattr(workspace, "gemm", lambda *args, tag=fold_min: calls.append(tag)
+                            or blas.gemm(*args))
+        net = cp.Network(sizes, names, loss, seed=4, dtype=dtype)
         losses.append(net.train_step(X, Y, 0.2))
         nets.append(net)
-    assert nets[0]._workspaces[9].z[1].flags.c_contiguous
-    assert nets[1]._workspaces[9].z[1].flags.f_contiguous
-    assert losses[0] == pytest.approx(losses[1], rel=1e-13)
+    assert calls == [0] * 6                        # three z_l and three W_l, by gemm only
+    assert losses[0] == pytest.approx(losses[1], rel=tol)
     for got, want in zip(nets[1].weights + nets[1].biases, nets[0].weights + nets[0].biases,
                          strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(("sizes", "names", "loss"), CASES)
@@ -227,7 +235,7 @@ def test_workspaces_are_kept_for_a_few_batch_sizes_only(rng):
 
 
 def test_only_numpy_gets_a_workspace():
-    """CuPy, torch, array_api_strict: ArrayOps, which never calls SciPy's BLAS."""
+    """CuPy, torch, array_api_strict: ArrayOps, which allocates and calls no BLAS of its own."""
     import array_api_strict
 
     cache: dict = {}
