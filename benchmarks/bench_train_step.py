@@ -60,6 +60,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LR = 1e-3
 CONTENDERS = ("course_pkg", "floor", "torch", "sklearn")
+EXPERIMENTS = ("two_blas",)
+"""Contenders run only when named in --contenders (see :func:`two_blas_step`)."""
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 """wall: elapsed time, what a user waits. cpu: CPU time of the process (all its threads)."""
 
@@ -111,6 +113,22 @@ def course_step(case: Case, X, y, backend: str = "numpy"):
     Xb, yb = net.xp.asarray(X), net.xp.asarray(y)
     step = lambda: net.train_step(Xb, yb, LR)  # noqa: E731
     step.net = net
+    return step
+
+
+def two_blas_step(case: Case, X, y):
+    """course_pkg with its folded updates sent to SciPy's BLAS while NumPy's BLAS does the
+    other products: two libraries, each with its pool of threads (what course_pkg.blas avoids;
+    chapter 6 quotes ``--contenders course_pkg,two_blas --output results_two_blas.md``)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from course_pkg import blas
+
+    for dtype in (np.float64, np.float32):
+        blas._LIBRARY[np.dtype(dtype)] = blas._scipy_gemm
+    step = course_step(case, X, y)
+    assert blas.library() == "SciPy's BLAS"
     return step
 
 
@@ -187,7 +205,7 @@ def gemm_floor(case: Case, X, xp=None):
 
 
 BUILDERS = {"course_pkg": course_step, "floor": lambda case, X, y: gemm_floor(case, X),
-            "torch": torch_step, "sklearn": sklearn_step}
+            "torch": torch_step, "sklearn": sklearn_step, "two_blas": two_blas_step}
 
 
 # -- the child process ------------------------------------------------------------------------
@@ -464,7 +482,7 @@ def target_lines(results: list[tuple[Case, dict]]) -> list[str]:
 
 def run_cpu(args: argparse.Namespace) -> dict:
     """Measure every case; the record that :func:`render` turns into the report."""
-    contenders = tuple(c for c in CONTENDERS if c in args.contenders.split(","))
+    contenders = tuple(c for c in (*CONTENDERS, *EXPERIMENTS) if c in args.contenders.split(","))
     cases = [c for c in CASES if not args.small_only or c.batch == 32]
     started = os.getloadavg()[0]
     results = []
@@ -506,7 +524,7 @@ def render(record: dict) -> str:
         "(one process works at a time). Times are medians, in milliseconds of",
         f"{clock_words},",
         "of samples of at least ~1 ms of consecutive steps. `course/floor` divides",
-        "course_pkg's median by the GEMM floor's (the floor = the 2L - 1 matrix products of",
+        "course_pkg's median by the GEMM floor's (the floor = the 3L - 1 matrix products of",
         "the step alone, into preallocated outputs); `PyTorch/course` and `sklearn/course`",
         "divide their median by course_pkg's (> 1: slower than course_pkg). The machine was",
         "shared with other users' builds and tests: load average "
@@ -585,7 +603,7 @@ def run_gpu(quick: bool) -> str:
         "",
         "`Network(..., backend='cupy').train_step` on a batch already on the device, timed with",
         "a device synchronisation after each call, in one process; medians in milliseconds. The",
-        "GEMM floor is the 2L - 1 matrix products of the step alone, in CuPy. A train_step ends",
+        "GEMM floor is the 3L - 1 matrix products of the step alone, in CuPy. A train_step ends",
         "with `float(loss)`, one device-to-host copy, which the floor does not pay.",
         "",
         "| network, batch, dtype | repeats | course_pkg ms | GEMM floor ms | course/GEMM |",
@@ -617,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, default=0.3,
                         help="seconds between blocks (the last process's BLAS threads sleep)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help="comma-separated subset of " + ",".join(CONTENDERS))
+                        help="comma-separated subset of " + ",".join(CONTENDERS + EXPERIMENTS))
     parser.add_argument("--small-only", action="store_true", help="only the 64-32-10 network")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the table (default benchmarks/results[_gpu].md)")
