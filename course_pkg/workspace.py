@@ -44,13 +44,13 @@ Array = Any
 def all_finite(X: Array, xp: ModuleType) -> bool:
     """True if no entry of the floating array X is NaN or +-inf.
 
-    On NumPy the test is one BLAS dot product X . X (NumPy's ``vdot``): every term x^2 is >= 0, so the sum is NaN
+    On NumPy the test is one BLAS dot product X . X: every term x^2 is >= 0, so the sum is NaN
     if an entry is NaN and +inf if an entry is infinite; a finite sum proves X finite. A sum
     that overflows (entries above ~1e154 in float64) is checked again entry by entry.
     """
     if xp is np and X.dtype.kind == "f" and (X.flags.c_contiguous or X.flags.f_contiguous):
         flat = X.ravel(order="K")
-        if math.isfinite(np.vdot(flat, flat)):      # (vdot, unlike dot, does not warn)
+        if math.isfinite(np.vdot(flat, flat)):      # vdot, unlike dot, is silent on overflow
             return True
     return bool(xp.all(xp.isfinite(X)))
 
