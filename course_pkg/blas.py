@@ -6,7 +6,7 @@ W_l <- W_l - delta_l a_{l-1}^T happens inside the product and the gradient is ne
 :func:`gemm` makes that call in the BLAS library that NumPy itself links, so that every product
 of the course (``@`` everywhere, and this one) runs in one library with one pool of threads.
 NumPy's wheels bring OpenBLAS built with 64-bit integers, whose C interface names end in
-``64_`` (``scipy_cblas_dgemm64_``); it is reached with :mod:`ctypes` and checked once against
+``64_`` (``scipy_cblas_dgemm64_``); it is reached with ``ctypes`` and checked once against
 ``@`` on a small product. Where NumPy links another BLAS (Accelerate, MKL, a system OpenBLAS),
 :func:`gemm` calls SciPy's wrapper of its own BLAS instead (``scipy.linalg.blas``).
 """
@@ -86,8 +86,11 @@ def _bind_cblas(dtype: np.dtype) -> Callable[..., None] | None:
     def cblas_gemm(alpha: float, A: np.ndarray, B: np.ndarray, beta: float,
                    C: np.ndarray) -> None:
         (m, k), nc = A.shape, C.shape[1]
-        if C.size == 0 or k == 0:
-            C *= beta
+        if C.size == 0 or k == 0:                  # no product: C <- beta C (0 if beta = 0)
+            if beta:
+                C *= beta
+            else:
+                C.fill(0)
             return
         (a, trans_a), (b, trans_b) = _stored_by_rows(A), _stored_by_rows(B)
         function(_ROW_MAJOR, trans_a, trans_b, m, nc, k, alpha, _address(a), a.shape[1],

@@ -64,9 +64,13 @@ def test_gemm_reads_transposed_and_read_only_operands(route, dtype, rng):
 
 
 def test_gemm_with_an_empty_inner_dimension_scales_C(route):
+    """A B is the zero matrix: C <- beta C, and beta = 0 clears C, NaN included (as BLAS)."""
     C = np.full((3, 2), 2.0)
     blas.gemm(1.0, np.empty((3, 0)), np.empty((0, 2)), 0.5, C)
     np.testing.assert_array_equal(C, np.ones((3, 2)))
+    C[0, 0] = np.nan
+    blas.gemm(1.0, np.empty((3, 0)), np.empty((0, 2)), 0.0, C)
+    np.testing.assert_array_equal(C, np.zeros((3, 2)))
 
 
 def test_gemm_refuses_other_dtypes():
