@@ -31,21 +31,33 @@ def gemm(alpha: float, A: np.ndarray, B: np.ndarray, beta: float, C: np.ndarray)
     alpha, beta
         The scalars of the update.
     A, B
-        Matrices of shapes (m, k) and (k, n), each stored by rows or by columns (a transposed
-        view of a contiguous array is read as it is, without a copy).
+        Matrices of shapes (m, k) and (k, n). One stored by rows or by columns, in C's dtype,
+        is read where it is (a transposed view too); any other is copied first.
     C
         The (m, n) matrix that is updated, stored by rows or by columns, of the same dtype
         (float32 or float64).
     """
+    if not (C.flags.c_contiguous or C.flags.f_contiguous):
+        raise ValueError("gemm updates C in its own memory: C must be stored by rows or by "
+                         f"columns, got strides {C.strides} for shape {C.shape}")
+    routine = _LIBRARY.get(C.dtype)
+    A, B = _operand(A, C.dtype), _operand(B, C.dtype)
     if not C.flags.c_contiguous:                     # C stored by columns: C^T = B^T A^T
         A, B, C = B.T, A.T, C.T
-    _LIBRARY.get(C.dtype)(alpha, A, B, beta, C)
+    routine(alpha, A, B, beta, C)
 
 
 def library() -> str:
     """Which BLAS :func:`gemm` calls: NumPy's (through ctypes) or SciPy's."""
     numpy_s = _LIBRARY.get(np.dtype(np.float64)) is not _scipy_gemm
     return "NumPy's BLAS" if numpy_s else "SciPy's BLAS"
+
+
+def _operand(M: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """M as BLAS must read it: of C's dtype, stored by rows or by columns (else a copy)."""
+    if M.dtype != dtype or not (M.flags.c_contiguous or M.flags.f_contiguous):
+        return np.ascontiguousarray(M, dtype=dtype)
+    return M
 
 
 def _stored_by_rows(M: np.ndarray) -> tuple[np.ndarray, int]:

@@ -63,6 +63,21 @@ def test_gemm_reads_transposed_and_read_only_operands(route, dtype, rng):
     np.testing.assert_allclose(W, expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", TOLERANCE)
+def test_gemm_copies_strided_and_other_dtype_operands_but_never_C(route, dtype, rng):
+    """A row-strided batch (X[::2]) or operands of another dtype are read correctly, never as
+    raw memory of the wrong layout or type; a C that cannot be updated in place is refused."""
+    tol = TOLERANCE[dtype]
+    W = rng.standard_normal((6, 4)).astype(dtype)
+    X = rng.standard_normal((18, 4))[::2]               # float64, neither C- nor F-ordered
+    delta = rng.standard_normal((6, 9)).astype(np.float32)
+    expected = W - delta.astype(float) @ X
+    blas.gemm(-1.0, delta, X, 1.0, W)
+    np.testing.assert_allclose(W, expected, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="stored by rows or by columns"):
+        blas.gemm(1.0, delta, X, 1.0, np.zeros((12, 4), dtype)[::2])
+
+
 def test_gemm_with_an_empty_inner_dimension_scales_C(route):
     """A B is the zero matrix: C <- beta C, and beta = 0 clears C, NaN included (as BLAS)."""
     C = np.full((3, 2), 2.0)

@@ -158,6 +158,20 @@ def test_folded_and_plain_products_give_the_same_step(monkeypatch, dtype, rng):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+def test_a_strided_batch_gives_the_step_of_its_copy(rng):
+    """X[::2] (rows two apart) feeds gemm through a copy: the same step as a contiguous X."""
+    sizes, n = [40, 200, 10], 96
+    X, y = batch(rng, sizes, "cross_entropy", 2 * n, "float64")
+    strided, contiguous = (cp.Network(sizes, ["relu", "softmax"], "cross_entropy", seed=3)
+                           for _ in range(2))
+    assert strided._workspaces == {} and 200 * n >= workspace.FOLD_MIN
+    assert strided.train_step(X[::2], y[::2], 0.1) == contiguous.train_step(
+        np.ascontiguousarray(X[::2]), y[::2].copy(), 0.1)
+    for got, want in zip(strided.weights + strided.biases,
+                         contiguous.weights + contiguous.biases, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize(("sizes", "names", "loss"), CASES)
 def test_descend_with_array_ops_is_the_same_step(sizes, names, loss, rng):
     """descend() is generic: with ArrayOps it takes the step of back_propagate's gradient."""
