@@ -40,6 +40,8 @@ def gemm(alpha: float, A: np.ndarray, B: np.ndarray, beta: float, C: np.ndarray)
     if not (C.flags.c_contiguous or C.flags.f_contiguous):
         raise ValueError("gemm updates C in its own memory: C must be stored by rows or by "
                          f"columns, got strides {C.strides} for shape {C.shape}")
+    if not C.flags.writeable:
+        raise ValueError("gemm updates C in its own memory: C is read-only")
     routine = _LIBRARY.get(C.dtype)
     A, B = _operand(A, C.dtype), _operand(B, C.dtype)
     if not C.flags.c_contiguous:                     # C stored by columns: C^T = B^T A^T

@@ -76,6 +76,10 @@ def test_gemm_copies_strided_and_other_dtype_operands_but_never_C(route, dtype, 
     np.testing.assert_allclose(W, expected, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="stored by rows or by columns"):
         blas.gemm(1.0, delta, X, 1.0, np.zeros((12, 4), dtype)[::2])
+    W.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        blas.gemm(1.0, delta, X, 1.0, W)
+    np.testing.assert_allclose(W, expected, rtol=tol, atol=tol)
 
 
 def test_gemm_with_an_empty_inner_dimension_scales_C(route):
