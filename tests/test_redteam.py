@@ -877,7 +877,9 @@ code = ("import sys\n"
         "sys.stdin.read()\n")           # held until the parent lets go: all five at once
 kids = [subprocess.Popen([sys.executable, "-c", code, "@MARK@"], stdout=subprocess.PIPE,
                          stdin=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(5)]
-held = sum(1 for k in kids if k.stdout.readline().strip() == b"held")
+reported = [k.stdout.readline().strip() == b"held" for k in kids]
+time.sleep(0.5)       # a child killed for memory may have said "held" before it was killed:
+held = sum(1 for k, said in zip(kids, reported) if said and k.poll() is None)  # alive ones
 print("FANOUT" + f"OK{held}")
 for k in kids:
     k.kill()
@@ -1402,12 +1404,11 @@ def _id(sub: Sub) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "?", sub.name)
 
 
-KNOWN_WEAK = {
-    "atk_memory_fanout": "open: in the red-team batch (many sandboxes at once) all five were "
-                         "held in some runs, though graded alone the sandbox's memory group "
-                         "stops the fifth; cause not found yet",
-}
-"""Attacks that still succeed at times: each is reported, not hidden (xfail, not strict)."""
+KNOWN_WEAK: dict[str, str] = {}
+"""Attacks that still succeed at times, by name, with the reason: each is reported, not hidden
+(xfail, not strict). None today: the memory fan-out, once listed here, was held by the
+sandbox's memory group all along; the attack had counted a child that said "held" and was then
+killed for memory."""
 
 
 def _param(sub: Sub) -> object:
