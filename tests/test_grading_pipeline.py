@@ -29,9 +29,10 @@ import nbformat
 import pytest
 
 from course_pkg.checks import identity_sigmoid as ps1_checks
-from course_pkg.grading.course import Course
+from course_pkg.grading.course import Course, read_submission, write_submission
 from course_pkg.grading.manifest import FILE_NAME, Manifest
-from course_pkg.grading.pipeline import outcomes
+from course_pkg.grading.pipeline import _Recorder, outcomes
+from course_pkg.grading.preflight import assignment_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
@@ -374,6 +375,43 @@ def test_a_crash_mid_batch_loses_nothing(graded):
     manifest = Manifest(course / FILE_NAME).data
     assert set(late) <= set(manifest["ps1"])
 
+
+
+@pytest.mark.grading
+def test_a_refused_record_writes_no_score_and_the_gradebook_goes_on(graded, tmp_path):
+    """The batch records through one open gradebook: a score outside [0, points] (a tampered
+    worker gradebook) is refused, none of its scores is stored, and the next record goes in."""
+    from nbgrader.api import Gradebook
+
+    shutil.copy(graded["course"] / "gradebook.db", tmp_path / "gradebook.db")
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    data = read_submission(url, "ps1", "solution")
+    bad = copy.deepcopy(data)
+    record = next(iter(bad["notebooks"].values()))
+    cell = next(name for name, g in record["grades"].items() if g["auto_score"] is not None)
+    record["grades"][cell]["auto_score"] = 1e9
+    with Gradebook(url) as gb:
+        with pytest.raises(ValueError, match=f"score 1000000000.0 of {cell} is outside"):
+            write_submission(gb, "ps1", "newcomer", bad)
+        assert float(gb.find_submission("ps1", "newcomer").score) == 0.0
+        full = write_submission(gb, "ps1", "newcomer", data)
+    assert full == graded["expected"]["solution"]["score"] > 0
+    with Gradebook(url) as gb:
+        assert float(gb.find_submission("ps1", "newcomer").score) == full
+    # in the batch, the refused record makes the submission "not graded", and the batch goes on
+    course = Course(tmp_path / "course")
+    shutil.copytree(graded["course"], course.root)
+    notebook = (course.folder("autograded", "ps1", "solution") / "ps1.ipynb").read_text()
+    job = {"spec": assignment_spec(course.db_url, "ps1"), "sandboxed": True}
+    answer = {"success": True, "autograded": {"ps1": notebook}, "grades": bad, "events": []}
+    with Gradebook(course.db_url) as gb:
+        recorder = _Recorder(course, "ps1", Manifest(course.root / FILE_NAME), job, None, gb)
+        recorder.graded({"submission": {"student": "solution"}, "notes": [], "hash": "h"}, answer)
+        recorder.graded({"submission": {"student": "solution2"}, "notes": [], "hash": "h"},
+                        {**answer, "grades": data})
+    refused, fine = recorder.outcomes["solution"], recorder.outcomes["solution2"]
+    assert refused.status == "not graded" and "its grades were refused" in refused.reason
+    assert fine.status == "graded" and fine.score == full
 
 
 @pytest.mark.grading

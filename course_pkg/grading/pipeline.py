@@ -152,14 +152,16 @@ def autograde(
         known = [s for s in known if s in students]
     work = course.root / ".grading" / assignment
     work.mkdir(parents=True, exist_ok=True)
-    with open(work / "lock", "w") as lock:
+    from nbgrader.api import Gradebook
+
+    with open(work / "lock", "w") as lock, Gradebook(course.db_url) as gb:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"another `course autograde {assignment}` is running on "
                              f"{course.root}") from None
         job = _job(course, assignment, spec, limits, sandboxed)
-        recorder = _Recorder(course, assignment, manifest, job, progress)
+        recorder = _Recorder(course, assignment, manifest, job, progress, gb)
         tasks = _tasks(course, known, manifest, limits, force, recorder)
         if start is not None:
             start(len(tasks))
@@ -225,11 +227,12 @@ def _timestamp(folder: Path) -> str | None:
 
 class _Recorder:
     """Writes each outcome to the gradebook, ``autograded/`` and the manifest, one at a time
-    (the results of the batch arrive in this one thread, as their tasks finish)."""
+    (the results of the batch arrive in this one thread, as their tasks finish), through one
+    open gradebook ``gb`` for the whole batch."""
 
     def __init__(self, course: Course, assignment: str, manifest: Manifest, job: dict[str, Any],
-                 progress: Callable[[Outcome], None] | None) -> None:
-        self.course, self.assignment, self.manifest = course, assignment, manifest
+                 progress: Callable[[Outcome], None] | None, gb: Any) -> None:
+        self.course, self.assignment, self.manifest, self.gb = course, assignment, manifest, gb
         self.job, self.progress, self.sandboxed = job, progress, job["sandboxed"]
         self.max_score = sum(c["points"] for nb in job["spec"].values()
                              for c in nb["cells"].values())
@@ -239,7 +242,7 @@ class _Recorder:
         self._done(outcome, record=False)
 
     def not_graded(self, student: str, digest: str, reason: str, notes: list[str]) -> None:
-        forget_submission(self.course.db_url, self.assignment, student)
+        forget_submission(self.gb, self.assignment, student)
         for kind in ("autograded", "feedback"):  # nothing stale of an earlier submission
             shutil.rmtree(self.course.folder(kind, self.assignment, student), ignore_errors=True)
         self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
@@ -261,7 +264,11 @@ class _Recorder:
                         for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
         if manual:
             notes.append(f"to grade by hand in the formgrader: {', '.join(manual)}")
-        score = write_submission(self.course.db_url, self.assignment, student, grades)
+        try:
+            score = write_submission(self.gb, self.assignment, student, grades)
+        except ValueError as err:  # a worker's record out of range: refused, the batch goes on
+            self.not_graded(student, task["hash"], f"its grades were refused: {err}", notes)
+            return
         target = self.course.folder("autograded", self.assignment, student)
         if target.exists():
             shutil.rmtree(target)
