@@ -286,6 +286,7 @@ MAX_WORKSPACES = 4
 """Batch sizes whose buffers a network keeps at once (the oldest is dropped first)."""
 
 FOLD_MIN = 2**14
-"""Entries of z_l or W_l from which a product is added into it by one gemm with beta = 1. A call
-through ctypes costs about a microsecond more than NumPy's own product; the pass over the matrix
-that it saves costs as much at about this size (measured on 784-512-512-10 and 64-32-10)."""
+"""Entries of z_l or W_l from which a product is added into it by one gemm with beta = 1. The
+call through ctypes costs about two microseconds more than NumPy's own product and the pass
+after it; that pass costs as much at about this size (measured on 784-512-512-10 and
+64-32-10)."""
