@@ -477,3 +477,14 @@ def test_chapter_quotes_the_two_library_and_the_scipy_blas_runs():
     ratios = [before[(large, d)]["course_pkg"]["median"] / before[(large, d)]["floor"]["median"]
               for d in ("float64", "float32")]
     assert [f"{r:.3f}" for r in ratios] == ["1.059", "1.063"]
+
+
+def test_chapter_quotes_the_fold_threshold_and_the_blas_library():
+    """Chapter 6: matrices of fewer than 2^14 entries stay in NumPy; the step's products are in
+    NumPy's BLAS (where NumPy brings its OpenBLAS, as its wheels do)."""
+    from course_pkg import blas, workspace
+
+    text = (ROOT / "book" / "efficiency.md").read_text()
+    assert "fewer than $2^{14}$" in text and workspace.FOLD_MIN == 2**14
+    if np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"] == "scipy-openblas":
+        assert blas.library() == "NumPy's BLAS"
