@@ -480,25 +480,62 @@ def target_lines(results: list[tuple[Case, dict]]) -> list[str]:
     return lines
 
 
+def runs_section(record: dict) -> list[str]:
+    """With ``--runs K``: the ratios of every run, each with fresh processes (the tables above
+    are the last run's). One run is one period of the machine; the runs show how much the
+    ratios move between periods, which the spread within a run does not."""
+    runs = record.get("runs", [])
+    if len(runs) < 2:
+        return []
+    labels = [Case(tuple(c["sizes"]), c["batch"], c["dtype"]).label for c in runs[0]["cases"]]
+    lines = [f"## Run to run: {len(runs)} runs, each with fresh processes", "",
+             "The tables above are the last run's. course/floor and PyTorch/course of every run",
+             "(medians), with the load average at the start of the run:", "",
+             "| run | load | " + " | ".join(labels) + " |",
+             "| ---: | ---: |" + " ---: |" * len(labels)]
+    met = dict.fromkeys(labels, 0)
+    for i, run in enumerate(runs, 1):
+        cells = []
+        for label, case in zip(labels, run["cases"], strict=True):
+            res = case["results"]
+            if not {"course_pkg", "floor", "torch"} <= set(res):
+                cells.append("-")
+                continue
+            vs_floor = res["course_pkg"]["median"] / res["floor"]["median"]
+            vs_torch = res["torch"]["median"] / res["course_pkg"]["median"]
+            floor_max, torch_min = TARGETS[tuple(case["sizes"])]
+            met[label] += vs_floor <= floor_max and vs_torch >= torch_min
+            cells.append(f"{vs_floor:.3f}, {vs_torch:.2f}")
+        lines.append(f"| {i} | {run['load_average_start']:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "Targets met: " + "; ".join(f"{label} in {met[label]} of {len(runs)} runs"
+                                            for label in labels), ""]
+    return lines
+
+
 def run_cpu(args: argparse.Namespace) -> dict:
     """Measure every case; the record that :func:`render` turns into the report."""
     contenders = tuple(c for c in (*CONTENDERS, *EXPERIMENTS) if c in args.contenders.split(","))
     cases = [c for c in CASES if not args.small_only or c.batch == 32]
     started = os.getloadavg()[0]
-    results = []
-    for case in cases:
-        res = measure_case(case, contenders, args.threads, args.clock, args.rounds,
-                           args.block, args.pause)
-        results.append((case, res))
-        print(case.label, {k: fmt_ms(v["median"]) for k, v in res.items()}, flush=True)
+    runs = []
+    for run in range(args.runs):
+        load, results = os.getloadavg()[0], []
+        for case in cases:
+            res = measure_case(case, contenders, args.threads, args.clock, args.rounds,
+                               args.block, args.pause)
+            results.append((case, res))
+            print(f"run {run + 1}:", case.label, {k: fmt_ms(v["median"]) for k, v in res.items()},
+                  flush=True)
+        runs.append({"load_average_start": load, "cases": [
+            {"sizes": list(case.sizes), "batch": case.batch, "dtype": case.dtype,
+             "results": res} for case, res in results]})
     return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "command": " ".join(["python", *sys.argv]), "threads": args.threads,
             "clock": args.clock, "rounds": args.rounds, "block_s": args.block,
             "contenders": list(contenders), "cpu_count": os.cpu_count(),
             "load_average_start": started, "load_average": os.getloadavg()[0],
             "machine": machine_info(args.threads, args.clock),
-            "cases": [{"sizes": list(case.sizes), "batch": case.batch, "dtype": case.dtype,
-                       "results": res} for case, res in results]}
+            "cases": runs[-1]["cases"], "runs": runs}
 
 
 def render(record: dict) -> str:
@@ -544,6 +581,7 @@ def render(record: dict) -> str:
         *spread_rows(results, contenders),
         "",
         *decile_section(results, contenders),
+        *runs_section(record),
         "### course_pkg's memory and input checks per step (same processes)",
         "",
         "`page faults/step`: minor page faults per step over 50 steps (memory that the",
@@ -630,6 +668,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="wall: elapsed time (default); cpu: process CPU time, robust to "
                              "other load on a shared machine (use with --threads 1)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole measurement, each time with fresh processes")
     parser.add_argument("--block", type=float, default=0.25,
                         help="seconds of steps per contender per round")
     parser.add_argument("--pause", type=float, default=0.3,
