@@ -403,23 +403,21 @@ def test_committed_train_step_tables_are_complete_and_allocate_nothing(name, thr
         assert course["tracemalloc_peak"] < max(layer_bytes / 2, 100 * 1024)
 
 
+def quoted_ratios(table: dict, sizes: tuple[int, ...], a: str, b: str,
+                  digits: int) -> list[str]:
+    """a's median over b's, float64 then float32, as the chapter prints it."""
+    return [f"{table[(sizes, d)][a]['median'] / table[(sizes, d)][b]['median']:.{digits}f}"
+            for d in ("float64", "float32")]
+
+
 def test_chapter_quotes_the_committed_cpu_time_table():
     """The numbers that book/efficiency.md quotes from benchmarks/results_cpu_1thread.json."""
     table = committed_train_step("results_cpu_1thread.json")
     large, small = (784, 512, 512, 10), (64, 32, 10)
-
-    def ratio(sizes, dtype, a, b):
-        res = table[(sizes, dtype)]
-        return f"{res[a]['median'] / res[b]['median']:.3f}"
-
-    assert [ratio(large, d, "course_pkg", "floor") for d in ("float64", "float32")] == [
-        "1.021", "1.011"]
-    assert [f"{float(ratio(large, d, 'torch', 'course_pkg')):.2f}"
-            for d in ("float64", "float32")] == ["1.24", "1.28"]
-    assert [f"{float(ratio(small, d, 'course_pkg', 'floor')):.2f}"
-            for d in ("float64", "float32")] == ["2.91", "3.59"]
-    assert [f"{float(ratio(small, d, 'torch', 'course_pkg')):.2f}"
-            for d in ("float64", "float32")] == ["3.09", "3.21"]
+    assert quoted_ratios(table, large, "course_pkg", "floor", 3) == ["1.021", "1.011"]
+    assert quoted_ratios(table, large, "torch", "course_pkg", 2) == ["1.24", "1.28"]
+    assert quoted_ratios(table, small, "course_pkg", "floor", 2) == ["2.91", "3.59"]
+    assert quoted_ratios(table, small, "torch", "course_pkg", 2) == ["3.09", "3.21"]
     for dtype in ("float64", "float32"):
         assert table[(large, dtype)]["sklearn"]["median"] > table[(large, dtype)]["torch"][
             "median"]
@@ -441,19 +439,10 @@ def test_chapter_quotes_the_committed_wall_clock_table():
     assert (f"{record['load_average_start']:.2f}", f"{record['load_average']:.2f}") == (
         "0.55", "0.62")
     large, small = (784, 512, 512, 10), (64, 32, 10)
-
-    def ratio(sizes, dtype, a, b, key="median"):
-        res = table[(sizes, dtype)]
-        return res[a][key] / res[b][key]
-
-    assert [f"{ratio(large, d, 'course_pkg', 'floor'):.3f}"
-            for d in ("float64", "float32")] == ["1.018", "1.033"]
-    assert [f"{ratio(large, d, 'torch', 'course_pkg'):.2f}"
-            for d in ("float64", "float32")] == ["1.23", "1.38"]
-    assert [f"{ratio(small, d, 'course_pkg', 'floor'):.2f}"
-            for d in ("float64", "float32")] == ["2.89", "3.60"]
-    assert [f"{ratio(small, d, 'torch', 'course_pkg'):.2f}"
-            for d in ("float64", "float32")] == ["3.14", "3.53"]
+    assert quoted_ratios(table, large, "course_pkg", "floor", 3) == ["1.018", "1.033"]
+    assert quoted_ratios(table, large, "torch", "course_pkg", 2) == ["1.23", "1.38"]
+    assert quoted_ratios(table, small, "course_pkg", "floor", 2) == ["2.89", "3.60"]
+    assert quoted_ratios(table, small, "torch", "course_pkg", 2) == ["3.14", "3.53"]
     spans = [f"{table[(large, 'float64')][name][q] * 1e3:.2f}"
              for name in ("course_pkg", "floor") for q in ("q1", "q3")]
     assert spans == ["7.37", "7.49", "7.27", "7.36"]
@@ -477,13 +466,9 @@ def test_chapter_quotes_the_two_library_and_the_scipy_blas_runs():
     quoted = [f"{two[(large, d)][name]['median'] * 1e3:.1f}"
               for d in ("float64", "float32") for name in ("two_blas", "course_pkg")]
     assert quoted == ["17.6", "8.1", "8.0", "4.0"]
-    for dtype in ("float64", "float32"):
-        times = two[(large, dtype)]
-        assert f"{times['two_blas']['median'] / times['course_pkg']['median']:.0f}" == "2"
+    assert quoted_ratios(two, large, "two_blas", "course_pkg", 0) == ["2", "2"]
     before = committed_train_step("results_scipy_blas.json")
-    ratios = [before[(large, d)]["course_pkg"]["median"] / before[(large, d)]["floor"]["median"]
-              for d in ("float64", "float32")]
-    assert [f"{r:.3f}" for r in ratios] == ["1.059", "1.063"]
+    assert quoted_ratios(before, large, "course_pkg", "floor", 3) == ["1.059", "1.063"]
 
 
 def test_chapter_quotes_the_fold_threshold_and_the_blas_library():
