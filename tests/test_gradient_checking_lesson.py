@@ -56,7 +56,7 @@ def sweep(net, X, Y, dtype="float64"):
                 fwd[i, p] = (up - f0) / h
                 cen[i, p] = (up - down) / (2 * h)
             p += 1
-    return np.abs(fwd - exact), np.abs(cen - exact), exact
+    return np.abs(fwd - exact), np.abs(cen - exact), exact, cen
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_the_network_has_26_parameters_and_53_steps(setup):
 
 
 def test_slopes_of_truncation_and_round_off(errors64):
-    fwd, cen, _ = errors64
+    fwd, cen = errors64[:2]
     mf, mc = np.median(fwd, axis=1), np.median(cen, axis=1)
     assert fitted_slope(mf, 1e-6, 1e-2) == pytest.approx(1.0, abs=0.05)      # (gc-forward)
     assert fitted_slope(mc, 1e-4, 1e-2) == pytest.approx(2.0, abs=0.05)      # (gc-central)
@@ -86,7 +86,7 @@ def test_slopes_of_truncation_and_round_off(errors64):
 
 
 def test_optimal_steps_are_near_the_predicted_powers_of_epsilon(errors64):
-    fwd, cen, _ = errors64
+    fwd, cen = errors64[:2]
     mf, mc = np.median(fwd, axis=1), np.median(cen, axis=1)
     best_f, best_c = HS[np.argmin(mf)], HS[np.argmin(mc)]
     assert U64 ** 0.5 / 3 <= best_f <= 3 * U64 ** 0.5
@@ -252,7 +252,7 @@ def errors32(setup):
 
 
 def test_float32(errors32, errors64):
-    _, cen32, exact = errors32
+    _, cen32, exact, estimates32 = errors32
     rel32 = np.median(cen32 / np.abs(exact), axis=1)
     rel64 = np.median(errors64[1] / np.abs(exact), axis=1)
     best = HS[np.argmin(rel32)]
@@ -266,6 +266,11 @@ def test_float32(errors32, errors64):
     assert np.spacing(np.float32(0.6)) == pytest.approx(6e-8, rel=0.01)
     assert np.spacing(np.float32(0.5)) / 2 == pytest.approx(3e-8, rel=0.01)
     assert rel32.min() > 100 * rel64.min()
+    # the check's r at h = 1e-5 in float32 lies in the table's top band (above 1e-3)
+    r32 = relative_error(exact, estimates32[i])
+    assert r32 > 1e-3
+    assert f"{r32:.1e}" == "1.0e+00"                       # some small entry changes sign
+    assert "lies in the top band of the table" in text()
 
 
 def test_the_package_tests_require_what_the_chapter_says():
@@ -273,3 +278,152 @@ def test_the_package_tests_require_what_the_chapter_says():
     source = (Path(__file__).parent / "test_gradients.py").read_text(encoding="utf-8")
     assert "TOLERANCE = 1e-6" in source
     assert "the package's tests require $r < 10^{-6}$" in text()
+
+
+# -- the remainders of (gc-taylor) and (gc-central), and the bounds of r (gc-relative) --------
+
+
+def test_the_central_remainder_needs_five_derivatives():
+    """With five derivatives (sin) the error after the h^2 term is O(h^4); with four
+    (sign(t)|t|^(9/2) at 0) the central difference is exactly h^(7/2), not O(h^4)."""
+    t = 0.3
+    for h in (1e-1, 5e-2, 2.5e-2):
+        central = (np.sin(t + h) - np.sin(t - h)) / (2 * h)
+        rest = central - np.cos(t) - h ** 2 / 6 * (-np.cos(t))       # f''' = -cos
+        assert rest / h ** 4 == pytest.approx(np.cos(t) / 120, rel=1e-2)
+
+    def four(s):
+        return np.sign(s) * np.abs(s) ** 4.5
+
+    ratios = []
+    for h in (1e-1, 1e-2, 1e-3):
+        central = (four(h) - four(-h)) / (2 * h)                    # f'(0) = f'''(0) = 0
+        assert central == pytest.approx(h ** 3.5, rel=1e-12)
+        ratios.append(central / h ** 4)
+    assert ratios[0] < ratios[1] < ratios[2] and ratios[2] > 30     # not bounded by C h^4
+    t_ = text()
+    assert "for an $f$ with four continuous derivatives near $t$" in t_
+    assert "when $f$ has five continuous derivatives" in t_
+    assert "its central difference there is $h^{7/2}$" in t_
+
+
+def test_r_is_at_most_one_and_one_exactly_when_signs_differ_or_a_value_is_zero():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=4000) * 10.0 ** rng.integers(-3, 3, size=4000)
+    b = rng.normal(size=4000) * 10.0 ** rng.integers(-3, 3, size=4000)
+    a[:200] = 0.0
+    b[200:300] = 0.0
+    r = np.array([relative_error(x, y, floor=1e-12) for x, y in zip(a, b, strict=True)])
+    assert np.all(r <= 1.0)
+    differ = (a * b <= 0) & (np.abs(a) + np.abs(b) > 0)
+    assert np.all(r[differ] == pytest.approx(1.0, abs=1e-15))
+    assert np.all(r[~differ] < 1.0)
+    assert "so $r \\le 1$ for every pair, and $r = 1$ exactly when" in text()
+    assert "opposite signs or one of them is $0$" in text()
+
+
+def test_the_verdict_table_states_its_conditions_and_the_exceptions_are_in_its_top_band(setup):
+    t = text()
+    assert "| $r$ (float64, no kink within $h$, $h$ near its optimum) | verdict |" in t
+    assert "a correct back-propagation lands in the *top* band" in t
+    top = 1e-3
+    assert relu_kink(setup, 1e-4) > top                              # kink: up to 1/3
+    c, h = 1e-6, 1e-3
+    assert (h - c) / (3 * h + c) > top
+    # the kink from the other side (exercise): exact 0 against an estimate of size |s|/2 -> 1
+    assert relative_error(np.array([0.0]), np.array([0.05]), floor=1e-8) == 1.0
+
+
+def test_the_exercise_on_cost_uses_three_forward_passes():
+    t = text()
+    assert "costs at most about three forward passes" in t
+    assert "forward pass costing about as much as a whole back-propagation" not in t
+
+
+# -- sanity checks before training ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return cp.load_digits_split()
+
+
+def test_the_initial_loss_is_near_ln_C_and_raw_pixels_are_not(digits):
+    X_train, _, y_train, _ = digits
+    for seed in (0, 1, 2):
+        clf = cp.Network([64, 32, 10], ["relu", "softmax"], loss="cross_entropy", seed=seed)
+        scaled, raw = clf.loss(X_train, y_train), clf.loss(16 * X_train, y_train)
+        assert abs(scaled / np.log(10) - 1) < 0.05                 # "within a few per cent"
+        assert 3 < raw / np.log(10) < 6                            # "three to six times"
+    assert "and a loss three to six times too large" in text()
+
+
+def test_a_tiny_batch_is_overfitted(digits):
+    X_train, _, y_train, _ = digits
+    clf = cp.Network([64, 32, 10], ["relu", "softmax"], loss="cross_entropy", seed=0)
+    assert clf.num_parameters == 2410 and "a network with 2,410 parameters" in text()
+    for _ in range(200):
+        clf.train_step(X_train[:20], y_train[:20], 0.5)
+    assert clf.loss(X_train[:20], y_train[:20]) < 1e-2
+    assert cp.accuracy(clf, X_train[:20], y_train[:20]) == 1.0
+
+
+def bias_left_out(net, X, Y):
+    """The chapter's mistake, written independently (rows are examples)."""
+    W1, W2, b1, b2 = net.W[1], net.W[2], net.b[1], net.b[2]
+    n = X.shape[0]
+    z1 = X @ W1.T + b1
+    a1 = np.tanh(z1)
+    d2 = (a1 @ W2.T + b2 - Y) / n
+    d1 = (d2 @ W2) * (1 - np.tanh(X @ W1.T) ** 2)
+    return [d1.T @ X, d2.T @ a1], [d1.sum(0), d2.sum(0)]
+
+
+def max_r(net, X, Y, dW, db):
+    fd_W, fd_b = cp.finite_difference_gradients(net, X, Y)
+    return max(relative_error(g, f) for g, f in zip((*dW, *db), (*fd_W, *fd_b), strict=True))
+
+
+def test_a_mistake_hidden_at_initialisation_shows_after_a_burn_in(setup):
+    net, X, Y, _ = setup
+    assert all(np.all(b == 0) for b in net.biases)                  # zero biases at the start
+    assert max_r(net, X, Y, *bias_left_out(net, X, Y)) < 1e-8
+    burned = net.copy()
+    for _ in range(20):
+        burned.train_step(X, Y, 0.1)
+    assert max_r(burned, X, Y, *bias_left_out(burned, X, Y)) > 1e-2
+
+
+def test_the_penalty_gradient_must_be_in_the_back_propagated_gradient(setup):
+    net, X, Y, _ = setup
+    burned = net.copy()
+    for _ in range(20):
+        burned.train_step(X, Y, 0.1)
+    lam, h = 0.1, 1e-5
+    _, dW, _ = burned.loss_and_gradients(X, Y)
+    fd = []
+    for W_l in burned.weights:
+        g = np.empty_like(W_l)
+        for idx in np.ndindex(W_l.shape):
+            t = W_l[idx]
+            values = []
+            for s in (t + h, t - h):
+                W_l[idx] = s
+                values.append(burned.loss(X, Y) + lam / 2 * sum(np.sum(W ** 2)
+                                                                 for W in burned.weights))
+            W_l[idx] = t
+            g[idx] = (values[0] - values[1]) / (2 * h)
+        fd.append(g)
+    forgot = max(relative_error(g, f) for g, f in zip(dW, fd, strict=True))
+    with_penalty = max(relative_error(g + lam * W, f)
+                       for g, f, W in zip(dW, fd, burned.weights, strict=True))
+    assert forgot > 0.5 and with_penalty < 1e-7
+
+
+def test_the_loss_at_chance_exercise():
+    for C in (2, 10):
+        logits = np.zeros(C)
+        g = np.exp(logits) / np.exp(logits).sum()
+        assert -np.log(g[0]) == pytest.approx(np.log(C))
+    entropy = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1))
+    assert f"{entropy:.3f}" == "0.325" and f"{np.log(2):.3f}" == "0.693"
