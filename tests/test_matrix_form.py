@@ -402,3 +402,54 @@ def test_algorithm_lines_are_the_seeds_and_the_packages():
         assert int(n) in keys and keys[int(n)].split()[0] in comment, (n, comment)
     for n in re.findall(r"[Ll]ine (\d+)", text):
         assert 1 <= int(n) <= 11
+
+
+def _chapter_text() -> str:
+    """The matrix-form chapter and its sequel on output layers and saturation, as one text."""
+    pages = [ROOT / "book" / name for name in ("matrix_form.md", "output_and_saturation.md")]
+    return "\n".join(p.read_text() for p in pages if p.exists())
+
+
+def test_the_theorem_asks_for_derivatives_at_the_point():
+    """The theorem's hypothesis is pointwise (each S_l at z_l, the loss at g), and D_l carries
+    the layer's own S_l'; 'almost everywhere' gives no conclusion at one point."""
+    text = _chapter_text()
+    start = text.index("```{prf:theorem} Gradient of the cost of one example")
+    theorem = " ".join(text[start:text.index("\n```\n", start)].split())
+    assert "almost everywhere" not in theorem
+    assert r"$\mathbf S_l$ is differentiable at $\mathbf z_l$" in theorem
+    assert r"is differentiable at $\mathbf g = \mathbf a_L$" in theorem
+    assert r"\mathrm{diag}\big(S_l'(z_{l,1}), \dots, S_l'(z_{l,p_l})\big)" in text
+    # at a point where a ReLU pre-activation is exactly 0 the hypothesis fails, and the two
+    # one-sided slopes of C differ: no value of S'(0) makes both right
+    net = cp.Network([2, 2, 1], ["relu", "identity"], loss="squared_error", seed=0,
+                     weights=[np.eye(2), np.ones((1, 2))], biases=[np.zeros(2), np.zeros(1)])
+    x, y = np.array([[0.0, 1.0]]), np.array([[0.0]])
+    z, _ = net.forward(x)
+    assert z[1][0, 0] == 0.0
+    h = 1e-6
+
+    def cost(bias):
+        return cp.Network([2, 2, 1], ["relu", "identity"], loss="squared_error",
+                          weights=[np.eye(2), np.ones((1, 2))],
+                          biases=[np.array([bias, 0.0]), np.zeros(1)]).loss(x, y)
+
+    right, left = (cost(h) - cost(0.0)) / h, (cost(0.0) - cost(-h)) / h
+    assert right == pytest.approx(2.0, rel=1e-5) and left == pytest.approx(0.0, abs=1e-9)
+
+
+def test_one_softmax_unit_is_redundant_by_shift_invariance():
+    """Subtracting unit 1's row from every row of W_L and b_L (c = -z_1) changes no output; the
+    text gives shift invariance as the reason, not the identity g_1 = 1 - sum g_k."""
+    text = " ".join(_chapter_text().split())
+    assert "Equivalently, adding the same constant" not in text
+    assert "The reason is *shift invariance*" in text
+    rng = np.random.default_rng(11)
+    net = cp.Network([3, 4, 5], ["tanh", "softmax"], loss="cross_entropy", seed=4)
+    X, y = rng.normal(size=(6, 3)), rng.integers(0, 5, size=6)
+    W, b = net.weights[1], net.biases[1]
+    reduced = cp.Network([3, 4, 5], ["tanh", "softmax"], loss="cross_entropy",
+                         weights=[net.weights[0], W - W[0]], biases=[net.biases[0], b - b[0]])
+    assert np.all(reduced.weights[1][0] == 0) and reduced.biases[1][0] == 0
+    np.testing.assert_allclose(reduced.forward(X)[1][2], net.forward(X)[1][2], rtol=1e-12)
+    assert reduced.loss(X, y) == pytest.approx(net.loss(X, y), rel=1e-12)

@@ -146,6 +146,23 @@ def test_E000_10_T_hat_is_a_function_of_w_too() -> None:
         assert s000.T_hat(w, x) == s000.A(s)
 
 
+def test_E000_11_the_index_numbers_iterations_not_components() -> None:
+    """dE/dw_i is the derivative in the one weight, evaluated at its value w_i of iteration i."""
+    xs = (1.0, 0.0, 1.0, 1.0)
+    path = s000.train(w0=0.5, mu=2.0, steps=len(xs), xs=xs)
+    h = 1e-6
+    for i, x in enumerate(xs):
+        w_i, y = path[i], x                  # identity target
+        def error(w: float, x: float = x, y: float = y) -> float:
+            return float(s000.E(s000.T_hat(w, x), y))
+        slope = (error(w_i + h) - error(w_i - h)) / (2 * h)
+        A = 1 / (1 + np.exp(-w_i * x))
+        formula = (A - y) * x * A * (1 - A)  # errata-derivative-at-wi
+        assert slope == pytest.approx(formula, abs=1e-9)
+        assert float(s000.dE_dw(w_i, x, y)) == pytest.approx(formula, abs=1e-15)
+        assert path[i + 1] == pytest.approx(w_i - 2.0 * formula, abs=1e-15)
+
+
 def test_C000_eq2_sign_of_the_target_term_is_right() -> None:
     """Checked, not a slip: dE/dy = -(y_hat - y), the sign eq. (2) writes; the term is 0."""
     for y_hat, y in [(0.8, 1.0), (0.3, 0.0), (0.5, 0.9)]:
@@ -192,6 +209,24 @@ def test_E001_1_small_learning_rate_is_relative_to_the_curvature() -> None:
     assert run(2e-5, 2e5) > 1e10                 # factor |1 - 4| = 3 per step
     assert run(2e-5, 0.9e5) < 1e-8               # just below the threshold 1e5
     assert run(0.5, 1.0) < 1e-50
+
+
+def test_E001_1_fine_tuning_rates_barely_move_a_small_network() -> None:
+    """2e-5 and 5e-5 are fine-tuning rates: on a small network trained from scratch, plain
+    gradient descent at those rates leaves the loss almost where it was."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    start = cp.Network([3, 4, 2], ["tanh", "identity"], loss="half_squared_error", seed=0)
+    initial = start.loss(X, Y)
+    final = {}
+    for eta in (2e-5, 5e-5, 0.1):
+        net = start.copy()
+        for _ in range(200):
+            net.train_step(X, Y, lr=eta)
+        final[eta] = net.loss(X, Y)
+    assert abs(final[2e-5] - initial) < 0.01 * initial
+    assert abs(final[5e-5] - initial) < 0.02 * initial
+    assert final[0.1] < 0.8 * initial
 
 
 def test_E001_2_eq58_is_half_the_sum_not_a_mean() -> None:

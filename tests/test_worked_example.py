@@ -182,9 +182,18 @@ def test_the_hand_arithmetic_in_the_text():
     rows = package_rows()
     C = rows["F5"][0]
     e = rows["B1"]
-    assert "\\frac12(0.4425^2 + 0.3508^2) = \\frac12(0.1958 + 0.1231) = 0.1594" in text
-    assert round(e[0] ** 2, 4) == 0.1958 and round(e[1] ** 2, 4) == 0.1231
+    assert ("\\frac12(0.4425^2 + 0.3508^2) = \\frac12(0.195806 + 0.123061) = 0.159433$, which "
+            "rounds to $0.1594$") in text
+    # the pencil's squares of the rounded errors, to six decimals, and their half
+    assert round(0.4425 ** 2, 6) == 0.195806 and round(0.3508 ** 2, 6) == 0.123061
+    assert round(0.5 * (0.4425 ** 2 + 0.3508 ** 2), 6) == 0.159433
     assert round(C, 4) == 0.1594
+    # rounding the squares first: 0.15945, which rounds half up to 0.1595 (one unit too high)
+    assert round(e[0] ** 2, 4) == 0.1958 and round(e[1] ** 2, 4) == 0.1231
+    half = _half_up(Decimal("0.5") * (Decimal("0.1958") + Decimal("0.1231")))
+    assert Decimal("0.5") * (Decimal("0.1958") + Decimal("0.1231")) == Decimal("0.15945")
+    assert half == Decimal("0.1595") and half - Decimal(str(round(C, 4))) == Decimal("0.0001")
+    assert "$\\frac12(0.1958 + 0.1231) = 0.15945$, which rounds half up to $0.1595$" in text
     assert math.isclose(0.5 * 0.5 + 0.5 * 0.7311, 0.61555)
     assert round(0.5 * 0.5 + 0.5 * cp.activations.sigmoid(np.array(1.0), np), 5) == 0.61553
 
@@ -254,3 +263,25 @@ def test_exercise_pencil_finite_difference():
 def test_the_page_states_its_loss(loss):
     text = page_text()
     assert f'loss="{loss}"' in text and "\\tfrac12\\,\\|\\mathbf g - \\mathbf y\\|^2" in text
+
+
+def test_a_step_back_multiplies_by_D_and_W_transpose():
+    """The step delta_2 -> delta_1 is bounded by max sigma' * ||W_2||_2, not by 1/4 alone."""
+    text = " ".join(page_text().split())
+    rows = package_rows()
+    d1, d2 = np.asarray(rows["B6"]), np.asarray(rows["B3"])
+    spectral = np.linalg.norm(W2, 2)
+    assert spectral == pytest.approx(math.sqrt(2))
+    assert round(spectral, 3) == 1.414 and round(0.25 * spectral, 3) == 0.354
+    ratio = np.linalg.norm(d1) / np.linalg.norm(d2)
+    assert ratio <= np.max(rows["B5"]) * spectral
+    assert (round(np.linalg.norm(d1), 4), round(np.linalg.norm(d2), 4), round(ratio, 2)) == (
+        0.0340, 0.1353, 0.25)
+    assert round(0.0340 / 0.1353, 2) == 0.25
+    assert ("\\|\\boldsymbol\\delta_1\\| / \\|\\boldsymbol\\delta_2\\| = 0.0340 / 0.1353 \\approx 0.25"
+            in text)
+    assert "\\frac14\\cdot 1.414 = 0.354" in text
+    assert "at most $\\frac14$" not in text
+    # a W with ||W||_2 > 4 lets the error grow through a sigmoid layer at z = 0
+    big = 5 * np.eye(2)
+    assert np.linalg.norm(0.25 * (big.T @ d2)) > np.linalg.norm(d2)
