@@ -45,8 +45,16 @@ from course_pkg.sandbox import wire
 PACKAGE_DEST = "/opt/course"
 HOME = "/home/student"
 SYSTEM_FOLDERS = ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime")
-MASKED_PACKAGES = ("torch", "functorch", "torchgen", "jax", "jaxlib", "tensorflow", "autograd")
-"""Automatic-differentiation libraries hidden from the kernel: a gradient is the exercise."""
+MASKED_PACKAGES = ("torch", "functorch", "torchgen", "jax", "jaxlib", "flax", "optax",
+                   "equinox", "tensorflow", "keras", "autograd", "mygrad", "micrograd",
+                   "tinygrad", "mxnet", "paddle", "chainer", "theano", "pytensor", "aesara",
+                   "tangent", "numdifftools", "findiff", "sympy", "symengine", "casadi",
+                   "sklearn/neural_network")
+"""What computes derivatives or trains networks for the student, hidden from the kernel: the
+automatic-differentiation libraries, symbolic and numerical differentiation (sympy and the
+like), and scikit-learn's neural networks (its ``_backprop`` and ``MLPClassifier``). A gradient
+is the exercise. A path with ``/`` hides one subpackage. An assignment can allow one
+(:func:`course_pkg.grading.withheld.allowed_packages`)."""
 ROOT_UID_BASE = 61_000
 """Running as root, the sandbox of worker slot k runs as user ROOT_UID_BASE + k."""
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: "
@@ -238,10 +246,13 @@ def python_sources() -> dict[str, str]:
     return sources
 
 
-def masked_folders() -> list[str]:
-    """Installed automatic-differentiation packages (:data:`MASKED_PACKAGES`) to hide."""
+def masked_folders(allowed: tuple[str, ...] = ()) -> list[str]:
+    """Installed packages of :data:`MASKED_PACKAGES` to hide, but those ``allowed``."""
+    from course_pkg.grading.withheld import is_allowed
+
     site = Path(sysconfig.get_paths()["purelib"])
-    return [str(site / name) for name in MASKED_PACKAGES if (site / name).is_dir()]
+    return [str(site / name) for name in MASKED_PACKAGES
+            if (site / name).is_dir() and not is_allowed(name, allowed)]
 
 
 class SandboxedKernel:
@@ -262,8 +273,10 @@ class SandboxedKernel:
     """
 
     def __init__(self, package: Path, files: dict[str, bytes], limits: Limits, slot: int = 0,
-                 sandboxed: bool = True, workdir: Path | None = None) -> None:
+                 sandboxed: bool = True, workdir: Path | None = None,
+                 allowed: tuple[str, ...] = ()) -> None:
         self.limits, self.sandboxed = limits, sandboxed
+        self.allowed = tuple(allowed)  # hidden packages that this assignment allows
         self.deadline = time.monotonic() + limits.wall_seconds
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped: str | None = None
@@ -315,7 +328,7 @@ class SandboxedKernel:
         for key, path in sources.items():
             dest = PACKAGE_DEST if key == "package" else path
             args += ["--ro-bind", where[key], dest]
-        for folder in masked_folders():
+        for folder in masked_folders(self.allowed):
             args += ["--tmpfs", folder, "--remount-ro", folder]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--size", str(self.limits.disk_bytes), "--tmpfs", "/tmp",

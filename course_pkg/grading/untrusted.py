@@ -8,6 +8,9 @@
   errors, each bounded; no HTML, JavaScript, SVG or widget state ever reaches a page.
 * :func:`clean_markdown` makes a student's Markdown cell render as text, not as HTML.
 * :func:`one_line` makes a string safe for one line of the report.
+* :func:`valid_text` makes any string valid UTF-8 (a lone surrogate from a notebook's JSON
+  becomes ``?``); :func:`markdown_text`, :func:`csv_cell` and :func:`plot_text` escape it for
+  where it is written: a Markdown report, a spreadsheet, a matplotlib label.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from nbformat.notebooknode import NotebookNode, from_dict
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 2 * 2**20
 MAX_TRACEBACK_LINES = 40
@@ -76,10 +80,50 @@ def regular_files(folder: Path) -> tuple[list[str], list[str]]:
     return sorted(regular), sorted(other)
 
 
+def valid_text(text: Any) -> str:
+    """``str(text)`` as valid UTF-8: each lone surrogate (which JSON can carry and no UTF-8
+    file or terminal can write) becomes ``?``."""
+    value = text if isinstance(text, str) else str(text)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = SURROGATE.sub("?", value)
+    return value
+
+
 def one_line(text: Any, limit: int = 300) -> str:
-    """``text`` without line breaks, control or bidirectional characters, at most ``limit``."""
-    flat = CONTROL.sub("?", str(text).replace("\r\n", " ").replace("\n", " ").replace("\r", " "))
+    """``text`` without line breaks, control or bidirectional characters or lone surrogates,
+    at most ``limit`` characters."""
+    flat = CONTROL.sub("?", valid_text(text).replace("\r\n", " ").replace("\n", " ")
+                       .replace("\r", " "))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$&])")
+
+
+def markdown_text(text: Any, limit: int = 300) -> str:
+    """``text`` as one line of literal Markdown: every character that Markdown, HTML or
+    MathJax could read as markup is backslash-escaped (``<`` and ``&`` become entities)."""
+    flat = one_line(text, limit)
+    return MARKDOWN_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(
+        m.group(1), "\\" + m.group(1)), flat)
+
+
+CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: Any, limit: int = 2000) -> str:
+    """``text`` for a spreadsheet cell: one line, and a leading ``= + - @`` (which a
+    spreadsheet would run as a formula) quoted with an apostrophe."""
+    flat = one_line(text, limit)
+    return "'" + flat if flat.startswith(CSV_FORMULA) else flat
+
+
+def plot_text(text: Any, limit: int = 60) -> str:
+    """``text`` for a matplotlib label: one line, with ``$`` escaped so that it is never read
+    as mathematics (an unknown TeX macro would stop the whole figure)."""
+    return one_line(text, limit).replace("$", r"\$")
 
 
 def _text(value: Any, limit: int) -> str:
@@ -87,6 +131,7 @@ def _text(value: Any, limit: int) -> str:
         value = "".join(v for v in value if isinstance(v, str))
     if not isinstance(value, str):
         return ""
+    value = valid_text(value)
     if len(value) <= limit:
         return value
     return value[:max(limit, 0)] + f"\n[output cut at {max(limit, 0)} characters]"

@@ -7,16 +7,32 @@ assignment's checks modules: the deltas, the updates, the reference back-propaga
 stub that raises :class:`course_pkg.sandbox.WithheldError`. The helpers the notebooks import
 (data, activations, plotting) stay as they are. :func:`sandbox_source` turns an instructor
 cell into the version the sandbox runs: without its imports of the checks.
+
+What else the student's side never holds, and what it may hand to the tests:
+
+* :func:`sandbox_copy`: the notebook the sandbox receives has the student's cells and blanks
+  where the test cells stand (no test, visible or hidden, is ever inside the sandbox);
+* :func:`answer_names`: the only names a test may take from the student's kernel, declared by
+  the release (the top-level definitions of its solution cells); everything else a test uses
+  comes from the instructor's cells, run in the grader;
+* :func:`allowed_packages`: which of the hidden packages
+  (:data:`course_pkg.grading.sandbox.MASKED_PACKAGES`) an assignment lets the sandbox import;
+* :class:`HideHiddenTests`: the feedback page shows the visible part of each test only.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import importlib
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+from nbgrader.preprocessors.base import NbGraderPreprocessor
 
 import course_pkg
 
@@ -159,3 +175,110 @@ def _parse(source: str) -> ast.Module:
     except SyntaxError as err:
         raise ValueError(f"an instructor cell is not valid Python ({err.msg}, line "
                          f"{err.lineno})") from None
+
+
+# -- what the student's side never holds ----------------------------------------------------------
+def is_test(info: Mapping[str, Any]) -> bool:
+    """Whether the gradebook's cell ``info`` is a test cell (graded code, not an answer)."""
+    return bool(info["grade"]) and not info["solution"] and info["cell_type"] == "code"
+
+
+def is_setup(info: Mapping[str, Any]) -> bool:
+    """Whether ``info`` is a locked instructor code cell that is not a test (setup, imports)."""
+    return (bool(info["locked"]) and not info["grade"] and not info["solution"]
+            and info["cell_type"] == "code")
+
+
+def answer_names(cells: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """The names the release declares as answers: what the top level of its solution code cells
+    defines (functions, classes, assigned names).
+
+    These are the only names a test cell may take from the student's kernel.
+    """
+    names: set[str] = set()
+    for info in cells.values():
+        if not info["solution"] or info["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(info["source"])
+        except SyntaxError:  # a solution cell the instructor left unfinished declares nothing
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return frozenset(names)
+
+
+def sandbox_copy(nb: Any, cells: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A copy of the notebook ``nb`` for the sandbox: each test cell's source blanked."""
+    copied = copy.deepcopy(nb)
+    for cell in copied.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        info = cells.get(grade_id) if isinstance(grade_id, str) else None
+        if (info is not None and is_test(info)) or (
+                isinstance(meta, dict) and meta.get("grade") and not meta.get("solution")):
+            cell.source = ""
+            if cell.get("cell_type") == "code":
+                cell.outputs = []
+    return copied
+
+
+ALLOW_LINE = re.compile(r"^[ \t]*#[ \t]*sandbox allows:[ \t]*(.+)$", re.MULTILINE)
+"""A line ``# sandbox allows: sympy, sklearn.neural_network`` in an instructor cell."""
+
+
+def allowed_packages(sources: Iterable[str]) -> frozenset[str]:
+    """The hidden packages that the instructor cells ``sources`` let the sandbox import.
+
+    An instructor allows a package for one assignment by importing it in a locked cell of that
+    assignment (its tests and setup need it), or by a comment line ``# sandbox allows: name,
+    name`` there. Names are given as imported (``sklearn.neural_network``).
+    """
+    allowed: set[str] = set()
+    for source in sources:
+        allowed |= {n.strip() for line in ALLOW_LINE.findall(source) for n in line.split(",")
+                    if n.strip()}
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                allowed |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                allowed.add(node.module)
+    return frozenset(allowed)
+
+
+def is_allowed(package: str, allowed: Iterable[str]) -> bool:
+    """Whether the masked ``package`` (``sklearn/neural_network`` or ``sympy``) is allowed:
+    it, or a package above or below it, is in ``allowed``."""
+    dotted = package.replace("/", ".")
+    return any(dotted == a or dotted.startswith(a + ".") or a.startswith(dotted + ".")
+               for a in allowed)
+
+
+HIDDEN_BLOCK = re.compile(r"^[^\n]*BEGIN HIDDEN TESTS.*?(END HIDDEN TESTS[^\n]*(\n|$)|\Z)",
+                          re.DOTALL | re.MULTILINE)
+
+
+def without_hidden_tests(source: str) -> str:
+    """``source`` without its hidden-test blocks (an unterminated block runs to the end)."""
+    return HIDDEN_BLOCK.sub("", source)
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """The feedback page's test cells without their hidden tests (nbgrader shows them all by
+    default); the visible part of a test stays. Every cell that nbgrader grades is cleared,
+    whatever else it is marked as."""
+
+    def preprocess_cell(self, cell: Any, resources: dict[str, Any], index: int
+                        ) -> tuple[Any, dict[str, Any]]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if isinstance(meta, dict) and meta.get("grade") and isinstance(cell.get("source"), str):
+            cell.source = without_hidden_tests(cell.source)
+        return cell, resources
