@@ -206,3 +206,84 @@ def test_width_shrinks_the_fluctuations():
             spreads.append(np.std(np.log(rms_z / rms_z[0])))
         spread[width] = np.mean(spreads)
     assert spread[512] < spread[64] / 2
+
+
+def test_the_xavier_exercise_ratio_and_product():
+    """Forward factor gamma, backward gamma p_l / p_{l-1}: the ratio is free of gamma, the
+    product is gamma^2 p_l / p_{l-1}, and Xavier's gain makes it 4 p q / (p + q)^2."""
+    p_in, p_out = 400, 100
+    for gamma in (0.5, 1.0, 1.6, 3.0):
+        forward, backward = gamma, gamma * p_out / p_in
+        assert backward / forward == pytest.approx(0.25)
+        assert forward * backward == pytest.approx(gamma ** 2 * p_out / p_in)
+    xavier = 2 * p_in / (p_in + p_out)
+    assert xavier == pytest.approx(1.6) and xavier * p_out / p_in == pytest.approx(0.4)
+    product = xavier ** 2 * p_out / p_in
+    assert product == pytest.approx(4 * p_in * p_out / (p_in + p_out) ** 2) == pytest.approx(0.64)
+    # the same layer measured: a linear layer's forward and backward variance factors
+    rng = np.random.default_rng(4)
+    W = rng.normal(0, np.sqrt(xavier / p_in), size=(p_out, p_in))
+    x, d = rng.normal(size=(p_in, 2000)), rng.normal(size=(p_out, 2000))
+    assert np.mean((W @ x) ** 2) == pytest.approx(1.6, rel=0.05)
+    assert np.mean((W.T @ d) ** 2) == pytest.approx(0.4, rel=0.05)
+    t = text()
+    assert "is $4p_{l-1}p_l/(p_{l-1}+p_l)^2$ for every $\\gamma$" not in t
+    assert "What does not depend on $\\gamma$ is the *ratio* of the two factors" in t
+
+
+def test_the_prediction_holds_for_the_delta_of_a_real_loss():
+    """delta_L = g - y depends on W_L; at initialisation the prediction still holds."""
+    X = np.random.default_rng(1).normal(size=(512, 256))
+    Y = np.random.default_rng(3).normal(size=(512, 10))
+    L = len(SIZES) - 1
+    for name, kind in (("tanh", "lecun"), ("relu", "he"), ("relu", "large")):
+        g = gains(kind, SIZES)
+        net = cp.Network(SIZES, [name] * 15 + ["identity"], loss="half_squared_error",
+                         weights=draw(SIZES, g))
+        z, a = net.forward(X)
+        delta_L = a[L] - Y.T
+        _, _, delta = cp.back_propagate(net.W, z, a, delta_L, net.S_prime)
+        rms_z = np.array([np.sqrt(np.mean(z[l] ** 2)) for l in range(1, L)])
+        rms_d = np.array([np.sqrt(np.mean(delta[l] ** 2)) for l in range(1, L)])
+        _, pd = predict(name, SIZES, g, rms_z[0] ** 2, float(np.mean(delta_L ** 2)))
+        assert np.exp(np.max(np.abs(np.log(rms_d / pd)))) < 1.2
+    assert "For a real loss even the top layer is an approximation" in text()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return cp.load_digits_split()
+
+
+def trained(digits, weights):
+    X_train, X_test, y_train, y_test = digits
+    clf = cp.Network([64, 32, 10], ["tanh", "softmax"], loss="cross_entropy", seed=0,
+                     weights=weights)
+    history = cp.train(clf, X_train, y_train, lr=0.5, epochs=30, progress=False)
+    return clf, history.loss[-1], cp.accuracy(clf, X_test, y_test)
+
+
+def test_a_constant_initialisation_cannot_break_the_symmetry(digits):
+    _, acc_random = trained(digits, None)[1:]
+    clf, loss, acc = trained(digits, [np.zeros((32, 64)), np.zeros((10, 32))])
+    assert np.all(clf.weights[0] == 0) and np.all(clf.weights[1] == 0)    # only b_2 moved
+    assert np.any(clf.biases[1] != 0)
+    assert abs(loss - np.log(10)) < 0.02 and acc == pytest.approx(0.1, abs=0.02)
+    clf, loss, acc_const = trained(digits, [np.full((32, 64), 0.1), np.full((10, 32), 0.1)])
+    W1, W2 = clf.weights
+    assert np.all(W1 == W1[0]) and np.all(W2 == W2[:, :1])                # bit for bit
+    assert np.linalg.matrix_rank(W1) == 1
+    assert acc_random > 0.95 and 0.2 < acc_const < 0.6
+    steps = 30 * int(np.ceil(len(digits[0]) / 32))
+    assert steps == 1290 and "1,290 steps (30 epochs of 43 batches)" in text()
+
+
+def test_one_random_layer_breaks_the_symmetry(digits):
+    """The exercise: W_1 random, W_2 zero, and the network learns."""
+    W1 = np.random.default_rng(0).normal(0, np.sqrt(1 / 64), size=(32, 64))
+    clf, _, acc = trained(digits, [W1, np.zeros((10, 32))])
+    W2 = clf.weights[1]
+    assert acc > 0.9 and np.abs(W2 - W2[:, :1]).max() > 0.1           # columns differ
+    # rank 9, not 10: each column of a softmax delta_L sums to 0, so from W_2 = 0 the rows of
+    # W_2 keep summing to 0
+    assert np.linalg.matrix_rank(W2) == 9 and np.allclose(W2.sum(axis=0), 0)
