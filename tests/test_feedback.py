@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import re
+import types
 
 import numpy as np
 import pytest
 
-from course_pkg.checks import feedback
+from course_pkg.checks import feedback, guard
 from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, diagnose
 from course_pkg.gradcheck import central_differences
 
@@ -34,6 +35,32 @@ def _exercises() -> list[tuple[str, Exercise]]:
 EXERCISES = _exercises()
 
 
+def as_student(f, memo=None):
+    """``f`` as a student's own function: the same code, with every function of the checks
+    that it reaches (through its globals or its closure) replaced by such a copy too.
+
+    The checks switch their own answers off while a student's function runs (a student who
+    delegates to them fails in the grader); the tables' variants and models call those answers,
+    so the tests hand the checks copies, as a student who wrote the same code would.
+    """
+    memo = {} if memo is None else memo
+    if not isinstance(f, types.FunctionType) or not f.__module__.startswith(
+            "course_pkg.checks.") or f.__module__ in guard.NOT_ANSWERS:
+        return f
+    if id(f) in memo:
+        return memo[id(f)]
+    namespace = dict(f.__globals__)
+    closure = None
+    if f.__closure__:
+        closure = tuple(types.CellType(as_student(c.cell_contents, memo)) for c in f.__closure__)
+    clone = types.FunctionType(f.__code__, namespace, f.__name__, f.__defaults__, closure)
+    memo[id(f)] = clone
+    for name, value in list(namespace.items()):
+        if isinstance(value, types.FunctionType):
+            namespace[name] = as_student(value, memo)
+    return clone
+
+
 def solution_of(exercise: Exercise):
     """A correct student answer written without course_pkg's reference (which the checks
     switch off while the student's function runs): the model of the mistake tables."""
@@ -49,7 +76,7 @@ def solution_of(exercise: Exercise):
         id(matrix_form.GRADIENTS): matrix_form.gradients,
         id(node_delta.NODE_UPDATE): node_delta.node_step,
     }
-    return models.get(id(exercise), exercise.correct)
+    return as_student(models.get(id(exercise), exercise.correct))
 CASES = [(f"{ident}:{tag}", exercise, tag) for ident, exercise in EXERCISES
          for tag in exercise.mistakes]
 
@@ -82,7 +109,7 @@ def test_the_reference_passes(ident, exercise, seed):
 @pytest.mark.parametrize("ident, exercise, tag", CASES, ids=[c[0] for c in CASES])
 def test_each_known_mistake_is_named(ident, exercise, tag):
     with pytest.raises(Feedback) as info:
-        exercise.check(exercise.mistakes[tag])
+        exercise.check(as_student(exercise.mistakes[tag]))
     assert info.value.tag == tag
     assert _tag(info.value) == tag
     assert exercise.chapter.split(",")[0] in str(info.value)
@@ -93,7 +120,7 @@ def test_each_known_mistake_is_named(ident, exercise, tag):
 def test_each_known_mistake_is_named_on_hidden_cases(ident, exercise, tag):
     for seed in range(10):  # the random sizes of the hidden tests never hide a mistake
         with pytest.raises(Feedback) as info:
-            exercise.check(exercise.mistakes[tag], seed=seed)
+            exercise.check(as_student(exercise.mistakes[tag]), seed=seed)
         assert info.value.tag == tag, f"seed {seed}"
         assert_no_values(str(info.value))
 
@@ -109,9 +136,10 @@ def test_a_stub_is_not_implemented(ident, exercise):
 
 @pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
 def test_an_arbitrary_wrong_answer_is_unknown_or_shape(ident, exercise):
+    solution = solution_of(exercise)
+
     def noisy(*args):
-        answer = solution_of(exercise)(*args)
-        return _perturb(answer)
+        return _perturb(solution(*args))
 
     with pytest.raises(Feedback) as info:
         exercise.check(noisy)
@@ -336,7 +364,9 @@ def test_training_with_misshapen_parameters_names_the_shape(digits, W, b):
 
 
 def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
-    from course_pkg.checks.matrix_form import check_training, gradients
+    from course_pkg.checks import matrix_form
+
+    check_training, gradients = matrix_form.check_training, as_student(matrix_form.gradients)
 
     def train_digits(X_train, y_train, seed=0):
         rng = np.random.default_rng(seed)
@@ -366,7 +396,9 @@ def test_tags_can_be_counted_from_any_text():
 
 
 def test_structured_results_are_named_after_the_exercise():
-    from course_pkg.checks.matrix_form import check_gradients, gradients
+    from course_pkg.checks import matrix_form
+
+    check_gradients, gradients = matrix_form.check_gradients, as_student(matrix_form.gradients)
 
     def wrong_first_bias(W, b, X, Y, loss):
         dW, db = gradients(W, b, X, Y, loss)
@@ -499,3 +531,236 @@ def test_timed_uses_the_functions_own_clock_when_it_has_one():
         timed(Remote(30.0), (), TRAINING, 20.0)
     assert info.value.tag == "too slow" and "30.0 s of CPU time" in str(info.value)
     assert timed(Remote(1.0), (), TRAINING, 20.0) == 42
+
+
+# -- issue 16 and issue 14 item 7: feedback that teaches ---------------------------------------
+def notebook(source: str) -> dict:
+    """The namespace of a student's notebook in which ``source`` ran (its helpers live there)."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, "<student notebook>", "exec"), namespace)
+    return namespace
+
+
+PS3_HELPERS = '''
+import numpy as np
+from course_pkg.helpers import one_hot, softmax, tanh, tanh_prime
+
+def delta_L_cross_entropy(z_L, y):
+    return softmax(z_L) - one_hot(y, z_L.shape[0])
+
+def delta_L_squared_error(z_L, Y, S, S_prime):
+    return S_prime(z_L) * 2.0 * (S(z_L) - Y)
+
+def backward_step(l, W, z, a, delta, S_prime):
+    return S_prime(z[l - 1]) * (BACK(W[l]) @ delta[l])
+
+def weight_gradient(l, delta, a):
+    return delta[l] @ a[l - 1].T / delta[l].shape[1]
+
+def bias_gradient(l, delta):
+    return np.mean(delta[l], axis=1)
+
+def gradients(W, b, X, Y, loss):
+    L = len(W)
+    a, z = {0: X.T}, {}
+    for l in range(1, L + 1):
+        z[l] = W[l] @ a[l - 1] + b[l][:, None]
+        a[l] = tanh(z[l]) if l < L else z[l]
+    if loss == "cross_entropy":
+        delta = {L: delta_L_cross_entropy(z[L], Y)}
+    else:
+        delta = {L: delta_L_squared_error(z[L], Y.T, lambda v: v, np.ones_like)}
+    dW, db = {}, {}
+    for l in range(L, 0, -1):
+        dW[l] = weight_gradient(l, delta, a)
+        db[l] = bias_gradient(l, delta)
+        if l > 1:
+            delta[l - 1] = backward_step(l, W, z, a, delta, tanh_prime)
+    return dW, db
+'''
+
+
+def test_a_wrong_helper_is_named_before_the_backward_pass_that_uses_it():
+    from course_pkg.checks.matrix_form import check_backward_step, check_gradients
+
+    right = notebook(PS3_HELPERS.replace("BACK(W[l])", "W[l].T"))
+    check_gradients(right["gradients"])
+    wrong = notebook(PS3_HELPERS.replace("BACK(W[l])", "W[l]"))
+    with pytest.raises(Feedback) as own:
+        check_backward_step(wrong["backward_step"])
+    assert own.value.tag == "W instead of W^T"
+    with pytest.raises(Feedback) as info:
+        check_gradients(wrong["gradients"])
+    assert info.value.tag == "earlier helper"
+    message = str(info.value)
+    assert "Your backward_step" in message and "W instead of W^T" in message
+    assert feedback.tags_in(message) == ["earlier helper"]  # one tag per message, to count
+
+
+def test_the_first_wrong_helper_in_the_algorithms_order_is_named():
+    from course_pkg.checks.matrix_form import check_gradients
+
+    source = PS3_HELPERS.replace("BACK(W[l])", "W[l]").replace(
+        "return np.mean(delta[l], axis=1)", "return np.sum(delta[l], axis=1)")
+    with pytest.raises(Feedback) as info:
+        check_gradients(notebook(source)["gradients"])
+    # bias_gradient runs on layer L before backward_step does: it is the first one off.
+    assert info.value.tag == "earlier helper"
+    assert "Your bias_gradient" in str(info.value) and "backward_step" not in str(info.value)
+
+
+def test_a_backward_pass_wrong_on_its_own_is_not_blamed_on_its_helpers():
+    from course_pkg.checks.matrix_form import check_gradients
+
+    source = PS3_HELPERS.replace("BACK(W[l])", "W[l].T").replace(
+        "        db[l] = bias_gradient(l, delta)", "        db[l] = -bias_gradient(l, delta)")
+    with pytest.raises(Feedback) as info:
+        check_gradients(notebook(source)["gradients"])
+    assert info.value.tag not in ("earlier helper", "used course_pkg")
+
+
+def test_delegating_to_the_checks_own_answer_is_flagged_as_the_grader_flags_it():
+    """The grading sandbox holds only empty shells of course_pkg.checks: a helper that calls
+    the checks' own answer scores 0 there, so validate must flag it too."""
+    from course_pkg.checks import matrix_form
+
+    student = notebook("from course_pkg.checks import matrix_form as m\n"
+                       "def backward_step(l, W, z, a, delta, S_prime):\n"
+                       "    return m.backward_step(l, W, z, a, delta, S_prime)\n"
+                       "def weight_gradient(l, delta, a):\n"
+                       "    return m.weight_gradient(l, delta, a)\n")
+    for check, name in ((matrix_form.check_backward_step, "backward_step"),
+                        (matrix_form.check_weight_gradient, "weight_gradient")):
+        with pytest.raises(Feedback) as info:
+            check(student[name])
+        assert info.value.tag == "used course_pkg"
+        assert f"course_pkg.checks.matrix_form.{name}" in str(info.value)
+    # and the answers work again once the check is over
+    assert matrix_form.bias_gradient(1, {1: np.ones((2, 3))}).shape == (2,)
+
+
+def test_the_guard_names_each_of_two_functions_of_the_same_name():
+    from course_pkg.checks.identity_sigmoid import check_dE_dw
+    from course_pkg.identity_sigmoid import dE_dw as package_dE_dw
+
+    with pytest.raises(Feedback) as info:
+        check_dE_dw(lambda w, x, y: package_dE_dw(w, x, y))
+    assert "It called course_pkg.identity_sigmoid.dE_dw." in str(info.value).replace("\n", " ")
+
+
+def test_training_that_diverges_says_so_not_shape(digits):
+    from course_pkg.checks.matrix_form import check_training
+
+    def exploding(X_train, y_train, seed=0):
+        W = {1: np.full((16, 64), np.nan), 2: np.full((10, 16), np.inf)}
+        return W, {1: np.zeros(16), 2: np.zeros(10)}
+
+    with pytest.raises(Feedback) as info:
+        check_training(exploding, digits)
+    assert info.value.tag == "diverged"
+    assert "too large" in str(info.value) and "sign" in str(info.value)
+
+
+def test_a_training_loop_that_diverges_in_ps1_says_so():
+    from course_pkg.checks.identity_sigmoid import check_train
+
+    def runaway(w0, mu, steps, xs):
+        return np.array([w0] + [np.inf] * (steps - 1) + [np.nan])
+
+    with pytest.raises(Feedback) as info:
+        check_train(runaway)
+    assert info.value.tag == "diverged"
+
+
+FLOAT32 = {
+    "backward_step": "return (S_prime(z[l - 1]) * (W[l].T @ delta[l])).astype(np.float32)",
+    "weight_gradient": "return (delta[l].astype(np.float32) @ a[l - 1].T.astype(np.float32)) "
+                       "/ np.float32(delta[l].shape[1])",
+}
+
+
+@pytest.mark.parametrize("name", ["backward_step", "weight_gradient", "gradients"])
+def test_a_correct_float32_result_gets_full_marks(name):
+    from course_pkg.checks import matrix_form
+
+    if name == "gradients":
+        student = notebook(PS3_HELPERS.replace("BACK(W[l])", "W[l].T") + '''
+_gradients64 = gradients
+def gradients(W, b, X, Y, loss):
+    f32 = lambda d: {l: v.astype(np.float32) for l, v in d.items()}
+    dW, db = _gradients64(f32(W), f32(b), X.astype(np.float32),
+                          Y if loss == "cross_entropy" else Y.astype(np.float32), loss)
+    return f32(dW), f32(db)
+''')["gradients"]
+    else:
+        header = {"backward_step": "def backward_step(l, W, z, a, delta, S_prime):",
+                  "weight_gradient": "def weight_gradient(l, delta, a):"}[name]
+        student = notebook(f"import numpy as np\n{header}\n    {FLOAT32[name]}\n")[name]
+    check = getattr(matrix_form, f"check_{name}")
+    for seed in (None, *range(5)):
+        check(student, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["backward_step", "weight_gradient", "gradients"])
+def test_a_float64_result_is_held_to_float64_precision(name):
+    """The same float32 rounding, handed back as float64, is not float64 precision."""
+    from course_pkg.checks import matrix_form
+
+    exercise = {"backward_step": matrix_form.BACKWARD_STEP,
+                "weight_gradient": matrix_form.WEIGHT_GRADIENT,
+                "gradients": matrix_form.GRADIENTS}[name]
+    right = solution_of(exercise) if name == "gradients" else as_student(
+        getattr(matrix_form, name))
+
+    def rounded(*args):
+        answer = right(*args)
+        if isinstance(answer, tuple):
+            return tuple({l: v.astype(np.float32).astype(np.float64) for l, v in d.items()}
+                         for d in answer)
+        return answer.astype(np.float32).astype(np.float64)
+
+    with pytest.raises(Feedback) as info:
+        getattr(matrix_form, f"check_{name}")(rounded)
+    assert info.value.tag == "unknown"
+    # ... while the float32 result itself passes
+    getattr(matrix_form, f"check_{name}")(
+        lambda *args: tuple({l: v.astype(np.float32) for l, v in d.items()}
+                            for d in right(*args)) if name == "gradients"
+        else right(*args).astype(np.float32))
+
+
+def test_tolerance_follows_the_dtype():
+    assert feedback.tolerance(np.float32) > 100 * np.finfo(np.float32).eps
+    assert feedback.tolerance(np.float64) < np.finfo(np.float32).eps
+    assert feedback.tolerance(np.int64) == feedback.tolerance(np.float64)
+
+
+SHELL = r'''
+import numpy as np
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_cell("from course_pkg.checks.matrix_form import check_backward_step")
+shell.run_cell("def backward_step(l, W, z, a, delta, S_prime):\n"
+               "    return S_prime(z[l - 1]) * (W[l] @ delta[l])\n"
+               "check_backward_step(backward_step)")
+print("=====")
+shell.run_cell("def backward_step(l, W, z, a, delta, S_prime):\n"
+               "    return undefined_name\n"
+               "check_backward_step(backward_step)")
+'''
+
+
+def test_the_student_sees_the_message_without_the_checks_source():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", SHELL], capture_output=True, text=True,
+                            timeout=120, env={"NO_COLOR": "1", "PATH": ""})
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    wrong_w, crash = plain.split("=====")
+    assert "[mistake: W instead of W^T]" in wrong_w, plain
+    assert "[mistake: error]" in crash and "NameError" in crash, plain
+    for shown in (wrong_w, crash):
+        assert "feedback.py" not in shown and "course_pkg/checks" not in shown, shown
+        assert "raise Feedback" not in shown, shown
+    assert "return undefined_name" in crash  # the student's own line is still shown

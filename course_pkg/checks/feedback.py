@@ -10,6 +10,14 @@ first line is a stable tag that the instructor pipeline can count::
 
 No message ever contains an array value, the expected answer included: it names the mistake
 and the chapter to read again. Shapes, which the visible tests state anyway, may appear.
+
+**Tolerance follows the dtype.** A result is compared with the reference to the precision of
+the dtype it carries (:data:`RELATIVE_TOLERANCE`): a float32 result is held to float32 precision
+and passes when it is right to float32 rounding; a float64 result is held to float64 precision.
+
+**The student sees the message.** In IPython (JupyterLab, ``nbgrader validate``), a failed check
+shows the message alone: no line of this package's source (:func:`show_feedback`). Where the
+student's own function raised, its traceback (the student's frames) comes first.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from course_pkg.checks.guard import ReferenceUsedError, forbid
+from course_pkg.checks.guard import ReferenceUsedError, answer_functions, forbid
 
 MISTAKES: dict[str, str] = {
     "S' missing": "the derivative of the activation is missing. The chain rule passes through "
@@ -51,6 +59,11 @@ MISTAKES: dict[str, str] = {
     "no sum over k": "only one output's contribution is kept: a hidden unit feeds every output "
                      "k, so its delta sums the contributions of all of them.",
     "shape": "the result has the wrong shape.",
+    "diverged": "training diverged: the weights or the loss became NaN or inf. The step is too "
+                "large (try a learning rate ten times smaller), or a sign is wrong, so that "
+                "each step goes up the gradient instead of down.",
+    "earlier helper": "a function that this one builds on gives a wrong answer on the same "
+                      "inputs: fix that one first, then check this one again.",
     "not implemented": "the exercise is not solved yet (it still raises NotImplementedError).",
     "error": "your function raised an error.",
     "not finite": "the result contains NaN or inf.",
@@ -61,6 +74,12 @@ MISTAKES: dict[str, str] = {
     "unknown": "the result is wrong, and it matches none of the usual mistakes.",
 }
 """Tag -> what it means. The tags are stable: the pipeline counts them."""
+
+RELATIVE_TOLERANCE: dict[str, float] = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-10}
+"""Relative tolerance by the dtype of the student's result, of each entry and of the result's
+largest entry (so that an entry that cancels to about 0 is judged on the result's scale). Far
+above the rounding of a few dozen operations in that dtype (eps is 1e-3, 1e-7 and 2e-16), far
+below any mistake of the tables. Integers, and anything wider than float64, count as float64."""
 
 WIDTH = 80
 """Messages are wrapped to this width (``nbgrader validate`` cuts longer lines)."""
@@ -114,6 +133,14 @@ class Exercise:
         Reference functions that the student's function must not call.
     returns
         Names of the items of a tuple result, e.g. ("dW", "db"), used in the messages.
+    trains
+        The result comes out of a training loop: NaN or inf in it means that training
+        diverged (tag ``diverged``), not a wrong shape or formula.
+    earlier
+        ``earlier(student, args)`` -> a :class:`Feedback` (tag ``earlier helper``) naming the
+        first of the student's own helpers that is wrong on the inputs this case gives them,
+        or None. Asked when the student's function fails a case, so that the message points
+        at the helper to fix first.
     """
 
     title: str
@@ -124,6 +151,8 @@ class Exercise:
     hint: str = ""
     forbidden: tuple[Callable[..., Any], ...] = field(default=())
     returns: tuple[str, ...] = ()
+    trains: bool = False
+    earlier: Callable[[Callable[..., Any], tuple], Feedback | None] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.mistakes) - set(MISTAKES)
@@ -139,8 +168,17 @@ class Exercise:
         __tracebackhide__ = True  # IPython and pytest show the student's frames only
         rng = np.random.default_rng(0 if seed is None else seed)
         for args in self.cases(rng, seed is not None):
-            answer = call(student, args, self)
-            diagnose(answer, self.correct(*args), variants(self.mistakes, args), self)
+            try:
+                answer = call(student, args, self)
+                diagnose(answer, self.correct(*args), variants(self.mistakes, args), self)
+            except Feedback as err:
+                first = None
+                if self.earlier is not None and err.tag not in ("not implemented",
+                                                                "used course_pkg"):
+                    first = self.earlier(student, args)
+                if first is None:
+                    raise
+                raise first from None
 
 
 def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -> Any:
@@ -154,7 +192,7 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
         raise Feedback("error", exercise, f"expected a function, got {type(student).__name__}.")
     args = [_copy(a) for a in args]
     try:
-        with forbid(*exercise.forbidden):
+        with forbid(*exercise.forbidden, *answer_functions()):
             return student(*args)
     except NotImplementedError:
         raise Feedback("not implemented", exercise) from None
@@ -164,6 +202,47 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
         if hasattr(err, "ename"):  # raised in the grading sandbox, and named there
             raise Feedback("error", exercise, f"{err}") from None
         raise Feedback("error", exercise, f"{type(err).__name__}: {_first_line(err)}") from err
+
+
+def own_helpers(student: Callable[..., Any], names: Iterable[str]) -> dict[str, Callable]:
+    """The student's functions called ``names``, from the namespace ``student`` was defined in
+    (the notebook's): only plain functions, so that nothing else of the kernel is run."""
+    namespace = getattr(student, "__globals__", None)
+    if not isinstance(namespace, dict):
+        return {}
+    return {name: namespace[name] for name in names
+            if callable(namespace.get(name)) and hasattr(namespace[name], "__code__")}
+
+
+def first_wrong_helper(student: Callable[..., Any], owner: Exercise,
+                       steps: Iterable[tuple[Exercise, str, tuple]]) -> Feedback | None:
+    """Run the student's own helpers on the inputs that ``owner``'s case gives them.
+
+    ``steps`` lists, in the order the algorithm uses them, (the helper's exercise, the
+    helper's name in the notebook, its arguments computed from the reference). The first
+    helper whose answer is wrong becomes a :class:`Feedback` on ``owner`` with tag
+    ``earlier helper``; None if every helper the student defined agrees.
+    """
+    __tracebackhide__ = True
+    steps = list(steps)
+    helpers = own_helpers(student, [name for _, name, _ in steps])
+    for exercise, name, args in steps:
+        helper = helpers.get(name)
+        if helper is None:
+            continue
+        try:
+            answer = call(helper, args, exercise)
+            diagnose(answer, exercise.correct(*args), variants(exercise.mistakes, args),
+                     exercise)
+        except Feedback as err:
+            if err.tag == "not implemented":
+                detail = f"Your {name} is not written yet."
+            else:
+                detail = (f"Your {name} gives a wrong answer on the values this check's "
+                          f"network hands it (its own check says '{err.tag}': "
+                          f"{MISTAKES[err.tag]}) Run its test cell above.")
+            return Feedback("earlier helper", owner, detail)
+    return None
 
 
 def timed(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
@@ -198,12 +277,22 @@ def variants(mistakes: Mapping[str, Callable[..., Any]], args: tuple) -> dict[st
     return out
 
 
+def tolerance(dtype: Any) -> float:
+    """The relative tolerance for a result of ``dtype`` (:data:`RELATIVE_TOLERANCE`)."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f" or dt.itemsize > 8:
+        return RELATIVE_TOLERANCE["float64"]
+    return RELATIVE_TOLERANCE.get(dt.name, RELATIVE_TOLERANCE["float64"])
+
+
 def diagnose(answer: Any, expected: Any, wrong: Mapping[str, Any], exercise: Exercise,
-             rtol: float = 1e-6, atol: float = 1e-9) -> None:
+             rtol: float | None = None) -> None:
     """Return if ``answer`` equals ``expected``; else raise :class:`Feedback` naming the mistake.
 
     ``wrong`` maps tags to the answers of the known wrong variants. A variant counts only if
-    it differs from the right answer on this case. The message never shows an array.
+    it differs from the right answer on this case. Each part of the answer is compared to the
+    precision of its own dtype (:func:`tolerance`) unless ``rtol`` is given. The message never
+    shows an array.
     """
     __tracebackhide__ = True
     names = exercise.returns
@@ -212,22 +301,27 @@ def diagnose(answer: Any, expected: Any, wrong: Mapping[str, Any], exercise: Exe
         parts = _parts_like(answer, expected, names=names)
     except ValueError as err:
         raise Feedback("shape", exercise, str(err)) from None
-    if _close(parts, expected_parts, rtol, atol):
+    rtols = [tolerance(got.dtype) if rtol is None else rtol for _, got in parts]
+    if _close(parts, expected_parts, rtols):
         return
+    not_finite = [name for name, got in parts if not np.all(np.isfinite(got))]
+    if exercise.trains and not_finite:
+        raise Feedback("diverged", exercise, f"See {', '.join(not_finite)}.")
     for tag, value in wrong.items():
         try:
             variant = _parts_like(value, expected, names=names)
         except ValueError:
             continue
-        if _close(parts, variant, rtol, atol) and not _close(variant, expected_parts, rtol, atol):
+        if _close(parts, variant, rtols) and not _close(variant, expected_parts, rtols):
             raise Feedback(tag, exercise)
     for (name, got), (_, want) in zip(parts, expected_parts, strict=True):
         if got.shape != want.shape:
             raise Feedback("shape", exercise, _shape_detail(name, got.shape, want.shape))
-        if not np.all(np.isfinite(got)):
-            raise Feedback("not finite", exercise, f"See {name}.")
-    wrong_names = [name for (name, got), (_, want) in zip(parts, expected_parts, strict=True)
-                   if not np.allclose(got, want, rtol=rtol, atol=atol)]
+    if not_finite:
+        raise Feedback("not finite", exercise, f"See {not_finite[0]}.")
+    wrong_names = [name for (name, got), (_, want), r in zip(parts, expected_parts, rtols,
+                                                              strict=True)
+                   if not _agree(got, want, r)]
     where = f"Wrong: {', '.join(wrong_names)}." if len(parts) > 1 else ""
     raise Feedback("unknown", exercise, where)
 
@@ -277,7 +371,9 @@ def _parts_like(value: Any, like: Any, name: str = "the result", names: tuple[st
     if value is None:
         raise ValueError(f"{name} is None: did the function forget to return it?")
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.asarray(value)
+        if array.dtype.kind != "f":
+            array = array.astype(float)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be numbers, got {_describe(value)}.") from None
     want = np.shape(like)
@@ -294,12 +390,22 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _agree(got: np.ndarray, want: np.ndarray, rtol: float) -> bool:
+    """Entry by entry within ``rtol`` of ``want``, or of ``want``'s largest entry."""
+    if got.shape != want.shape:
+        return False
+    want = np.asarray(want, dtype=float)
+    finite = want[np.isfinite(want)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 1.0
+    with np.errstate(all="ignore"):
+        return bool(np.allclose(np.asarray(got, dtype=float), want, rtol=rtol,
+                                atol=rtol * (scale or 1.0)))
+
+
 def _close(a: list[tuple[str, np.ndarray]], b: list[tuple[str, np.ndarray]],
-           rtol: float, atol: float) -> bool:
-    return len(a) == len(b) and all(
-        x.shape == y.shape and np.allclose(x, y, rtol=rtol, atol=atol)
-        for (_, x), (_, y) in zip(a, b, strict=True)
-    )
+           rtols: list[float]) -> bool:
+    return len(a) == len(b) == len(rtols) and all(
+        _agree(x, y, r) for (_, x), (_, y), r in zip(a, b, rtols, strict=True))
 
 
 def _copy(value: Any) -> Any:
@@ -310,6 +416,40 @@ def _copy(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_copy(v) for v in value)
     return value
+
+
+def show_feedback(shell: Any, etype: type, value: BaseException, tb: Any,
+                  tb_offset: int | None = None) -> list[str]:
+    """IPython's handler of :class:`Feedback`: the message, without this package's source.
+
+    If the student's own function raised, IPython's traceback of that error (the student's
+    frames; this package's are hidden) comes first. Returns the lines shown.
+    """
+    lines: list[str] = []
+    cause = value.__cause__
+    if cause is not None and cause.__traceback__ is not None:
+        lines += shell.InteractiveTB.structured_traceback(type(cause), cause, cause.__traceback__)
+        lines.append("")
+    lines.append(f"{etype.__name__}: {value}")
+    shell._showtraceback(etype, value, lines)
+    return lines
+
+
+def _show_in_ipython() -> None:
+    """Register :func:`show_feedback` with the running IPython, if any, unless the kernel
+    already has a handler of its own."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return
+    if tuple(shell.custom_exceptions) in ((), (Feedback,)):
+        shell.set_custom_exc((Feedback,), show_feedback)
+
+
+_show_in_ipython()
 
 
 def _first_line(err: BaseException) -> str:

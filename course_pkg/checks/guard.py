@@ -31,7 +31,8 @@ def forbid(*functions: Callable[..., Any]) -> Iterator[None]:
     try:
         for f, _ in saved:
             f.__code__ = _off.__code__.replace(co_name=f.__name__, co_filename=f.__module__)
-            switched[f.__code__] = f"{f.__module__}.{f.__qualname__}"
+            # Keyed by identity: two switched-off functions of the same name have equal code.
+            switched[id(f.__code__)] = f"{f.__module__}.{f.__qualname__}"
         try:
             yield
         except PermissionError as err:
@@ -44,11 +45,11 @@ def forbid(*functions: Callable[..., Any]) -> Iterator[None]:
             f.__code__ = code
 
 
-def _raised_by(err: BaseException, switched: dict[Any, str]) -> str | None:
+def _raised_by(err: BaseException, switched: dict[int, str]) -> str | None:
     """The name of the switched-off function in whose frame ``err`` was raised, if any."""
     tb = err.__traceback__
     while tb is not None:
-        name = switched.get(tb.tb_frame.f_code)
+        name = switched.get(id(tb.tb_frame.f_code))
         if name is not None:
             return name
         tb = tb.tb_next
@@ -95,6 +96,34 @@ def reference_functions() -> tuple[Callable[..., Any], ...]:
             losses.half_squared_error_grad, losses.squared_error_grad,
             node_delta.error_signals, node_delta.update, tanh_two_layer.dE_dw1,
             tanh_two_layer.dE_dw2, tanh_two_layer.dE_dz, tanh_two_layer.gradients, training.train)
+
+
+CHECKS_PACKAGE = "course_pkg.checks."
+NOT_ANSWERS = ("course_pkg.checks.feedback", "course_pkg.checks.guard", "course_pkg.checks.site")
+
+
+def answer_functions() -> tuple[Callable[..., Any], ...]:
+    """The checks' own answers: every public function of a loaded assignment module of
+    :mod:`course_pkg.checks` that is not a ``check_...`` function (the reference answers,
+    their building blocks and the wrong variants' builders).
+
+    The grading sandbox has only empty shells of those modules, so a student's function that
+    delegates to one of these fails there; the checks switch them off in the student's own
+    kernel too, so that local validation says so first. Closures are left out (their code
+    cannot be swapped); each calls a module-level answer that is switched off.
+    """
+    import sys
+
+    found: dict[int, Callable[..., Any]] = {}
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(CHECKS_PACKAGE) or name in NOT_ANSWERS or module is None:
+            continue
+        for attr, value in vars(module).items():
+            if (callable(value) and hasattr(value, "__code__") and not value.__closure__
+                    and getattr(value, "__module__", "") == name
+                    and not attr.startswith(("check_", "_"))):
+                found[id(value)] = value
+    return tuple(found.values())
 
 
 def withheld(*functions: Callable[..., Any]) -> tuple[str, ...]:

@@ -128,6 +128,7 @@ TRAIN = Exercise(
     hint="start the list with w0, then apply your update once per step, taking the examples "
          "x = xs[0], xs[1], ... in turn (back to xs[0] after the last) with target y = x.",
     forbidden=FORBIDDEN,
+    trains=True,
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from course_pkg import losses
-from course_pkg.checks.feedback import Exercise, Feedback, timed
+from course_pkg.checks.feedback import Exercise, Feedback, first_wrong_helper, timed
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.helpers import one_hot, sigmoid, sigmoid_prime, softmax, tanh, tanh_prime
 from course_pkg.network import Network
@@ -277,6 +277,38 @@ def _variant(tag: str) -> Callable[..., tuple]:
     return lambda W, b, X, Y, loss: gradients(W, b, X, Y, loss, mistake=tag)
 
 
+def _identity(v: np.ndarray) -> np.ndarray:
+    return v
+
+
+def helper_steps(W: dict, b: dict, X: np.ndarray, Y: np.ndarray, loss: str
+                 ) -> list[tuple[Exercise, str, tuple]]:
+    """What the backward pass of exercise 5 asks of the helpers of exercises 1-4 on one case,
+    in the order Algorithm 1 asks it: (exercise, the helper's name, its arguments)."""
+    L = len(W)
+    a, z = {0: X.T}, {}
+    for l in range(1, L + 1):
+        z[l] = W[l] @ a[l - 1] + b[l][:, None]
+        a[l] = np.tanh(z[l]) if l < L else (softmax(z[l]) if loss == "cross_entropy" else z[l])
+    if loss == "cross_entropy":
+        steps = [(DELTA_L_CROSS_ENTROPY, "delta_L_cross_entropy", (z[L], Y))]
+    else:
+        steps = [(DELTA_L_SQUARED_ERROR, "delta_L_squared_error",
+                  (z[L], Y.T, _identity, np.ones_like))]
+    delta = {L: steps[0][0].correct(*steps[0][2])}
+    for l in range(L, 0, -1):
+        steps += [(WEIGHT_GRADIENT, "weight_gradient", (l, delta, a)),
+                  (BIAS_GRADIENT, "bias_gradient", (l, delta))]
+        if l > 1:
+            steps.append((BACKWARD_STEP, "backward_step", (l, W, z, a, delta, tanh_prime)))
+            delta = {**delta, l - 1: backward_step(l, W, z, a, delta, tanh_prime)}
+    return steps
+
+
+def _earlier_helper(student: Callable[..., tuple], case: tuple) -> Feedback | None:
+    return first_wrong_helper(student, GRADIENTS, helper_steps(*case))
+
+
 GRADIENTS = Exercise(
     title=f"the backward pass, Algorithms 1 and 2 ({SEED})",
     chapter=section("Algorithms 1 and 2"),
@@ -289,6 +321,7 @@ GRADIENTS = Exercise(
          "for l = L, ..., 1 take the two gradients before stepping back to delta[l-1].",
     forbidden=FORBIDDEN,
     returns=("dW", "db"),
+    earlier=lambda student, case: _earlier_helper(student, case),
 )
 
 
@@ -301,6 +334,7 @@ TRAINING = Exercise(
     cases=lambda rng, hidden: [],
     hint="",
     forbidden=FORBIDDEN,
+    trains=True,
 )
 
 
@@ -311,6 +345,9 @@ def network_from(W: Any, b: Any) -> Network:
     L = len(W)
     if sorted(W) != list(range(1, L + 1)):
         raise Feedback("shape", TRAINING, f"The keys of W must be 1..{L}, got {sorted(W)}.")
+    if not all(np.all(np.isfinite(np.asarray(v, dtype=float))) for d in (W, b)
+               for v in d.values()):
+        raise Feedback("diverged", TRAINING, "Some of the trained W[l] or b[l] are NaN or inf.")
     shapes = [np.shape(W[l]) for l in range(1, L + 1)]
     sizes = [shapes[0][1] if len(shapes[0]) == 2 else -1] + [s[0] for s in shapes]
     if sizes[0] != 64 or sizes[-1] != 10 or any(
