@@ -12,7 +12,11 @@ requests from the pipe ``IN`` and writes one reply per request to the pipe ``OUT
   printed.
 
 A cell or a call that runs past its ``timeout`` is interrupted with ``KeyboardInterrupt``, as
-Jupyter does. Nothing here is trusted: the grader kills the whole sandbox when a reply is late,
+Jupyter does. The magics that students use work as in IPython's kernel: ``%time``, ``%%time``,
+``%timeit``, and ``%matplotlib inline`` (figures come back as PNG displays at the end of the
+cell; a GUI backend has no event loop here, so a GUI's request is a no-op).
+
+Nothing here is trusted: the grader kills the whole sandbox when a reply is late,
 too large or malformed.
 """
 
@@ -77,6 +81,11 @@ class Kernel:
 
         kernel = self
 
+        class Shell(InteractiveShell):
+            def enable_gui(self, gui: str | None = None) -> None:
+                """No event loop to start: ``%matplotlib inline`` needs none (the bare
+                InteractiveShell raises NotImplementedError here)."""
+
         class CollectingDisplayHook(DisplayHook):
             def write_output_prompt(self) -> None:
                 pass
@@ -86,7 +95,7 @@ class Kernel:
                                        "metadata": {}, "execution_count": None})
 
         self.outputs: list[dict[str, Any]] = []
-        self.shell = InteractiveShell.instance(displayhook_class=CollectingDisplayHook)
+        self.shell = Shell.instance(displayhook_class=CollectingDisplayHook)
         self.shell._showtraceback = self._record_error
 
     def _record_error(self, etype: Any, evalue: Any, stb: list[str]) -> None:
