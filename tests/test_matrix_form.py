@@ -1,4 +1,5 @@
-"""Every formula of the chapter "Backpropagation in matrix form" (``002_ff83eee082f91d18.txt``).
+"""Every formula of the chapters "Back-propagation in matrix form" and "The output layer, the kink
+and saturation" (book/matrix_form.md, book/output_and_saturation.md; ``002_ff83eee082f91d18.txt``).
 
 Each one is computed by hand in plain NumPy and compared with central finite differences and
 with ``course_pkg``.
@@ -453,3 +454,75 @@ def test_one_softmax_unit_is_redundant_by_shift_invariance():
     assert np.all(reduced.weights[1][0] == 0) and reduced.biases[1][0] == 0
     np.testing.assert_allclose(reduced.forward(X)[1][2], net.forward(X)[1][2], rtol=1e-12)
     assert reduced.loss(X, y) == pytest.approx(net.loss(X, y), rel=1e-12)
+
+
+def test_exercise_bias_is_a_weight_on_a_constant_input():
+    """mf-ex-bias: the last column of delta [a; 1]^T is delta, the bias gradient."""
+    rng = np.random.default_rng(8)
+    net = cp.Network([3, 4, 2], ["tanh", "identity"], loss="squared_error", seed=5)
+    for b in net.biases:
+        b += rng.normal(size=b.shape)
+    X, Y = rng.normal(size=(1, 3)), rng.normal(size=(1, 2))
+    _, dW, db = net.loss_and_gradients(X, Y)
+    z, a = net.forward(X)
+    for l in (1, 2):
+        delta = db[l - 1]
+        enlarged = np.outer(delta, np.append(a[l - 1][:, 0], 1.0))   # (mf-grad), [W b]
+        np.testing.assert_allclose(enlarged[:, :-1], dW[l - 1], rtol=1e-12)
+        np.testing.assert_allclose(enlarged[:, -1], db[l - 1], rtol=1e-12)
+    _, fd_b = cp.finite_difference_gradients(net, X, Y)
+    np.testing.assert_allclose(fd_b[0], db[0], atol=1e-8)
+
+
+def test_exercise_what_the_diagonal_matrix_costs():
+    """mf-ex-diag-cost: the multiplication counts of one step back, p = 1024."""
+    p = 1024
+    transpose, full, componentwise = p * p, p * p, p
+    assert (transpose, transpose + full, transpose + componentwise) == (1048576, 2097152, 1049600)
+    assert round((transpose + full) / (transpose + componentwise), 3) == 1.998
+    assert p * p - p == 1023 * 1024
+    # the counts match what a diagonal matrix product does: p^2 products, p of them nonzero
+    s, v = np.arange(1.0, p + 1), np.ones(p)
+    assert np.count_nonzero(np.diag(s) * v[None, :]) == p
+    text = " ".join((ROOT / "book" / "matrix_form.md").read_text().split())
+    for number in ("1048576", "2097152", "1049600", "2097152/1049600 \\approx 1.998"):
+        assert number in text
+
+
+def test_exercise_shifting_the_logits():
+    """os-ex-shift: C and delta_L = g - e_y do not change, and delta_L sums to zero."""
+    rng = np.random.default_rng(12)
+    z, y = rng.normal(size=(6, 4)), rng.integers(0, 6, size=4)
+    for c in (-3.0, 0.5, 40.0):
+        np.testing.assert_allclose(cp.losses.cross_entropy(z + c, y, np),
+                                   cp.losses.cross_entropy(z, y, np), rtol=1e-12)
+        g, g_shift = cp.activations.softmax(z, np), cp.activations.softmax(z + c, np)
+        np.testing.assert_allclose(cp.losses.softmax_cross_entropy_delta(g_shift, y, np),
+                                   cp.losses.softmax_cross_entropy_delta(g, y, np), atol=1e-14)
+    delta = cp.losses.softmax_cross_entropy_delta(cp.activations.softmax(z, np), y, np)
+    np.testing.assert_allclose(delta.sum(axis=0), 0.0, atol=1e-15)
+
+
+def test_exercise_the_loss_at_chance():
+    """os-ex-chance: equal logits give C = ln 10 = 2.3026 and delta_L = 0.1 - e_3."""
+    z = np.zeros((10, 1))
+    C = cp.losses.cross_entropy(z, np.array([3]), np)
+    assert C == pytest.approx(np.log(10)) and round(float(np.log(10)), 4) == 2.3026
+    delta = cp.losses.softmax_cross_entropy_delta(cp.activations.softmax(z, np), np.array([3]), np)
+    expected = np.full(10, 0.1)
+    expected[3] = -0.9
+    np.testing.assert_allclose(delta[:, 0], expected, atol=1e-15)
+
+
+def test_exercise_when_the_error_grows():
+    """os-ex-grow: at z = 0 with W = 5 I, one step back multiplies the error by exactly 1.25,
+    the bound (mf-vanishing-bound) holds with equality, and ten layers give 1.25^10 = 9.3."""
+    W = 5 * np.eye(2)
+    S_p = cp.activations.sigmoid_prime(np.zeros(2), np)
+    for delta in (np.array([1.0, 0.0]), np.array([0.3, -2.0])):
+        back = S_p * (W.T @ delta)                                  # (mf-delta)
+        ratio = np.linalg.norm(back) / np.linalg.norm(delta)
+        assert ratio == pytest.approx(1.25)
+        assert ratio == pytest.approx(np.max(S_p) * np.linalg.norm(W, 2))
+    assert round(1.25 ** 10, 1) == 9.3
+

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["intro", "gradient_descent", "identity_sigmoid", "tanh_two_layer", "matrix_form",
-         "worked_example", "gradient_checking", "initialisation", "node_delta",
-         "computational_graphs", "efficiency", "summary", "notation", "errata"]
+PAGES = ["intro", "gradient_descent", "identity_sigmoid", "tanh_two_layer", "worked_example",
+         "matrix_form", "output_and_saturation", "gradient_checking", "initialisation",
+         "node_delta", "computational_graphs", "efficiency", "summary", "notation", "errata"]
 """The pages whose citations are checked (every chapter and the appendices on the seeds)."""
 
 BARE_CITATION = re.compile(r"(?<![\w-])(eqs?\.?|equations?)\s*\(?\d", re.IGNORECASE)

@@ -278,10 +278,60 @@ def test_a_step_back_multiplies_by_D_and_W_transpose():
     assert (round(np.linalg.norm(d1), 4), round(np.linalg.norm(d2), 4), round(ratio, 2)) == (
         0.0340, 0.1353, 0.25)
     assert round(0.0340 / 0.1353, 2) == 0.25
-    assert ("\\|\\boldsymbol\\delta_1\\| / \\|\\boldsymbol\\delta_2\\| = 0.0340 / 0.1353 \\approx 0.25"
-            in text)
+    ratio_text = r"\|\boldsymbol\delta_1\| / \|\boldsymbol\delta_2\| = 0.0340 / 0.1353 \approx 0.25"
+    assert ratio_text in text
     assert "\\frac14\\cdot 1.414 = 0.354" in text
     assert "at most $\\frac14$" not in text
     # a W with ||W||_2 > 4 lets the error grow through a sigmoid layer at z = 0
     big = 5 * np.eye(2)
     assert np.linalg.norm(0.25 * (big.T @ d2)) > np.linalg.norm(d2)
+
+
+def test_a_delta_is_the_cost_s_sensitivity_to_a_unit_s_input():
+    """(we-nudge): nudging z_1,j by eps = 0.01 changes C by about delta_1,j * eps; the page
+    quotes the predicted and the measured changes."""
+    net = network()
+    z, _ = net.forward(X)
+    rows = package_rows()
+
+    def cost_from_z1(z1: np.ndarray) -> float:
+        a1 = cp.activations.sigmoid(z1, np)
+        g = cp.activations.sigmoid(W2 @ a1 + B2, np)
+        return 0.5 * float(np.sum((g - Y[0]) ** 2))
+
+    z1, eps = z[1][:, 0], 0.01
+    changes = []
+    for j in (0, 1):
+        nudged = z1.copy()
+        nudged[j] += eps
+        changes.append(cost_from_z1(nudged) - cost_from_z1(z1))
+        assert changes[j] == pytest.approx(rows["B6"][j] * eps, rel=0.01)
+    assert [round(c, 6) for c in changes] == [0.000173, -0.000292]
+    assert [round(float(d) * eps, 6) for d in rows["B6"]] == [0.000173, -0.000293]
+    text = " ".join(page_text().split())
+    assert "finds $0.000173$ and $-0.000292$" in text
+    assert "about $0.000173$" in text and "about $0.000293$" in text
+
+
+def test_after_many_steps():
+    """The page's numbers for 10000 steps of lr = 1 on the one example, and the 1/steps tail."""
+    net = network().copy()
+    costs = [net.train_step(X, Y, lr=1.0) for _ in range(10000)]
+    costs.append(net.loss(X, Y))
+    assert [round(costs[k], 4) for k in (0, 1)] == [0.1594, 0.1267]
+    assert round(costs[100], 4) == 0.0028 and round(costs[1000], 5) == 0.00023
+    assert round(costs[10000], 6) == 0.000020
+    assert np.all(np.diff(costs) < 0)
+    g = net.forward(X)[1][2][:, 0]
+    assert [round(v, 4) for v in g] == [0.0046, 0.9956]
+    steps = np.arange(1, len(costs))
+    slope = np.polyfit(np.log(steps[1000:]), np.log(costs[1001:]), 1)[0]
+    assert -1.2 < slope < -0.9
+    before = network()
+    assert all(np.linalg.norm(a) > np.linalg.norm(b)
+               for a, b in zip(net.weights, before.weights, strict=True))
+    text = " ".join(page_text().split())
+    for quoted in ("to $0.0028$ in the first hundred steps", "to $0.00023$ after a thousand",
+                   "to $0.000020$ after ten thousand", "$0.0046$ and $0.9956$"):
+        assert quoted in text
+
