@@ -4,9 +4,11 @@
 still take the machine's memory or every core. Where the grader runs as root and the machine
 has control groups (v1 or v2) it can write, each sandbox gets one: memory (every process
 together), process count, and one core of CPU time (so that a submission that spins on every
-core it can start slows nobody graded beside it). Elsewhere (an instructor's own account,
-a container without a writable ``/sys/fs/cgroup``) :func:`create` returns None and the
-per-process limits stand alone.
+core it can start slows nobody graded beside it), and it counts the CPU time of every process
+that ever ran in it (:meth:`Cgroup.cpu_seconds`: v2's ``cpu.stat`` ``usage_usec``, v1's
+``cpuacct.usage``), reaped or not. Elsewhere (an instructor's own account, a container without
+a writable ``/sys/fs/cgroup``) :func:`create` returns None and the per-process limits stand
+alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ class Cgroup:
 
     def __init__(self, folders: list[Path]) -> None:
         self.folders = folders
+
+    @property
+    def counts_cpu(self) -> bool:
+        """Whether the group counts its CPU time (a v2 group, or a v1 ``cpuacct`` folder)."""
+        return self.cpu_seconds() is not None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used by every process that ran in the group, or None if unreadable."""
+        for folder in self.folders:
+            with contextlib.suppress(OSError, ValueError):
+                if (folder / "cpuacct.usage").exists():
+                    return int((folder / "cpuacct.usage").read_text()) / 1e9
+                if (folder / "cpu.stat").exists():
+                    for line in (folder / "cpu.stat").read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "usage_usec":
+                            return int(value) / 1e6
+        return None
 
     def join(self) -> None:
         """Put the calling process (and so everything it starts) into the group."""
@@ -63,12 +83,14 @@ def create(memory_bytes: int, processes: int, cores: float = 1.0) -> Cgroup | No
             return group
         settings = {"memory": {"memory.limit_in_bytes": str(memory_bytes)},
                     "pids": {"pids.max": str(processes)},
-                    "cpu": {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": quota}}
+                    "cpu": {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": quota},
+                    "cpuacct": {}}
         group = Cgroup([])
         for controller, files in settings.items():
-            folder = ROOT / controller / name
-            folder.mkdir()
-            group.folders.append(folder)
+            folder = (ROOT / controller).resolve() / name  # cpu and cpuacct may be one
+            if folder not in group.folders:
+                folder.mkdir()
+                group.folders.append(folder)
             for file, value in files.items():
                 _write(folder / file, value)
         return group

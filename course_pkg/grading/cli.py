@@ -93,7 +93,20 @@ def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
     kept = sum(o.unchanged for o in results)
     print(f"{args.assignment}: {len(results)} submissions, {graded} graded, "
           f"{len(results) - graded} not graded, {kept} unchanged since the last run")
-    return 0
+    return _grader_faults(results)
+
+
+def _grader_faults(results: list[Any]) -> int:
+    """Say which limits held, and exit 1 when the grader failed someone (issue 14, item 6)."""
+    held = sorted({o.limits for o in results if o.limits and not o.unchanged})
+    for words in held:
+        print(f"sandbox: {words}")
+    faults = [o.student for o in results if o.grader_fault]
+    if not faults:
+        return 0
+    print(f"{len(faults)} not graded because of a grader fault (see their lines): fix it and "
+          "run the same command again, which grades exactly these", file=sys.stderr)
+    return 1
 
 
 def _configured_timeout(course: Course) -> int:

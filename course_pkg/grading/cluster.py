@@ -75,9 +75,17 @@ def grade_all(client: Any, job: dict[str, Any], submissions: list[dict[str, Any]
                                 "recorded so far are kept: run the same command again to grade "
                                 "the rest") from None
         except Exception as err:  # noqa: BLE001 - one task's failure, reported, batch goes on
-            answer = {"student": submission["student"], "success": False,
-                      "stopped": _why(err), "events": []}
+            answer = _failure(submission["student"], err)
         done(submission, answer)
+
+
+def _failure(student: str, err: BaseException) -> dict[str, Any]:
+    """The answer of a task that raised ``err``: a grader fault (regraded by the next run),
+    unless its worker died while grading, which the submission may have caused."""
+    answer = {"student": student, "success": False, "stopped": _why(err), "events": []}
+    if type(err).__name__ != "KilledWorker":
+        answer["fault"] = f"grader fault: {_why(err)}"
+    return answer
 
 
 def _why(err: BaseException) -> str:

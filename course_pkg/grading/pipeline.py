@@ -48,6 +48,9 @@ from course_pkg.grading.withheld import checks_modules, package_hash, withheld_n
 MISTAKE_TAG = re.compile(r"\[mistake: ([^\]]+)\]")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MAX_NOTES = 12
+WEAK_LIMITS = "limits per process only"
+"""How :func:`course_pkg.grading.sandbox.accounting` begins when no control group held: every
+report line of such a sandbox says so."""
 
 
 @dataclass
@@ -56,7 +59,10 @@ class Outcome:
 
     ``status`` is ``"graded"`` or ``"not graded"``; ``mistakes`` maps each failed test cell to
     its mistake tag (the ``[mistake: ...]`` of the feedback, else the error's name), and
-    ``feedback`` to the first line of the message the student sees.
+    ``feedback`` to the first line of the message the student sees. ``grader_fault`` marks a
+    submission that was not graded because of the grader (:meth:`_Recorder.fault`): the
+    command exits non-zero and the next run grades it again. ``limits`` says which limits and
+    which count of CPU time held in its sandbox (:func:`course_pkg.grading.sandbox.accounting`).
     """
 
     student: str
@@ -71,6 +77,8 @@ class Outcome:
     hash: str = ""
     sandboxed: bool = True
     unchanged: bool = False
+    grader_fault: bool = False
+    limits: str = ""
 
     def line(self) -> str:
         """The report line: score or "not graded: <reason>", then what happened to it.
@@ -87,6 +95,8 @@ class Outcome:
             head += " (unchanged since the last run: grade kept)"
         if not self.sandboxed:
             head += " [UNSANDBOXED: graded with --unsandboxed, no isolation]"
+        elif self.limits.startswith(WEAK_LIMITS):
+            head += f" [{one_line(self.limits)}]"
         details = [f"{one_line(cell, 80)} failed: {one_line(self.feedback.get(cell) or tag)}"
                    for cell, tag in self.mistakes.items()] + [one_line(n) for n in self.notes]
         return "\n".join([head] + [f"    - {d}" for d in details])
@@ -199,6 +209,7 @@ def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits,
         digest = hash_folder(folder, salt, limits.max_notebook_bytes)
         old = manifest.get(assignment, student)
         if not force and old is not None and old.get("hash") == digest and (
+                not old.get("grader_fault")) and (
                 old.get("status") != "graded" or student in in_gradebook):
             recorder.keep(Outcome.from_entry(old, unchanged=True))
             continue
@@ -241,15 +252,25 @@ class _Recorder:
     def keep(self, outcome: Outcome) -> None:
         self._done(outcome, record=False)
 
-    def not_graded(self, student: str, digest: str, reason: str, notes: list[str]) -> None:
+    def not_graded(self, student: str, digest: str, reason: str, notes: list[str],
+                   grader_fault: bool = False) -> None:
         forget_submission(self.gb, self.assignment, student)
         for kind in ("autograded", "feedback"):  # nothing stale of an earlier submission
             shutil.rmtree(self.course.folder(kind, self.assignment, student), ignore_errors=True)
         self._done(Outcome(student, "not graded", 0.0, self.max_score, reason,
-                           notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed))
+                           notes[:MAX_NOTES], hash=digest, sandboxed=self.sandboxed,
+                           grader_fault=grader_fault))
+
+    def fault(self, student: str, digest: str, what: str, notes: list[str]) -> None:
+        """Not graded because of the grader, not the submission: "not graded: grader fault
+        (what, how to fix it)"; the next run grades it again (see :func:`_tasks`)."""
+        self.not_graded(student, digest, what, notes, grader_fault=True)
 
     def graded(self, task: dict[str, Any], answer: dict[str, Any]) -> None:
         student = task["submission"]["student"]
+        if answer.get("fault"):
+            self.fault(student, task["hash"], str(answer["fault"]), list(task["notes"]))
+            return
         notes = list(task["notes"]) + event_notes(answer.get("events", []))
         if not answer.get("success"):
             reason = answer.get("stopped") or failure_reason(
@@ -277,7 +298,8 @@ class _Recorder:
             nbformat.write(notebook, target / f"{name}.ipynb")
         self._done(Outcome(student, "graded", score, self.max_score, "",
                            (notes + run_notes)[:MAX_NOTES], mistakes, feedback,
-                           answer.get("seconds", 0.0), task["hash"], self.sandboxed))
+                           answer.get("seconds", 0.0), task["hash"], self.sandboxed,
+                           limits=str(answer.get("limits") or "")))
 
     def _done(self, outcome: Outcome, record: bool = True) -> None:
         if record:

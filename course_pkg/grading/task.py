@@ -9,6 +9,18 @@ course_pkg; then it runs nbgrader's autograde with the course's trusted execute 
 (:mod:`course_pkg.grading.trusted`), each submission in an operating-system sandbox of its own
 (:mod:`course_pkg.grading.sandbox`). It returns the scores, the graded notebooks and what
 happened, as plain data. Only the instructor's process writes the instructor's gradebook.
+
+nbgrader cannot run twice at once in one process (its autograde sets and deletes the
+``NBGRADER_EXECUTION`` environment variable, and the private course folder is the process's),
+so a process grades one submission at a time, whatever the number of threads its Dask worker
+was started with: the others wait for :data:`ONE_AT_A_TIME`. Nothing of one grading is shared
+with the next: each has its own list of events, its own sandbox and user id.
+
+Before its first submission, a process starts a test sandbox (:func:`course_pkg.grading.sandbox
+.probe`). What fails there, or anywhere before the student's code could run (no bubblewrap, a
+worker with another course_pkg, a sandbox that cannot see the Python environment, a full
+disk), comes back as ``fault``: "not graded: grader fault (what, how to fix it)", never a
+grade, and the next run grades that submission again.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from datetime import datetime
@@ -25,12 +38,22 @@ from pathlib import Path
 from typing import Any
 
 from course_pkg.grading.course import ensure_tools_on_path, read_submission
-from course_pkg.grading.sandbox import Limits, bwrap_path, claim_slot
+from course_pkg.grading.identity import UnsafeRuntimeState
+from course_pkg.grading.sandbox import (
+    Limits,
+    SandboxFault,
+    SandboxUnavailable,
+    bwrap_path,
+    probe,
+)
 from course_pkg.grading.withheld import build, package_hash
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_PREPARED: dict[str, tuple[Path, Path, Any]] = {}
-"""Per worker process: job key -> (course folder, withheld package, nbgrader API)."""
+_PREPARED: dict[str, tuple[Path, Path, Any, str]] = {}
+"""Per worker process: job key -> (course folder, withheld package, nbgrader API, what limits
+hold)."""
+ONE_AT_A_TIME = threading.Lock()
+"""Held while this process grades a submission (see the module doc)."""
 
 
 class WrongPackage(RuntimeError):
@@ -61,18 +84,38 @@ def grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
     dict
         ``student``, ``success``, ``seconds``, ``events``, ``error`` and ``log`` (on failure),
         ``grades`` (:func:`course_pkg.grading.course.read_submission`) and ``autograded``
-        ({name: graded notebook JSON text}).
+        ({name: graded notebook JSON text}), ``limits`` (which limits and which count of CPU
+        time held, in words); or ``fault`` (what failed in the grader and how to fix it).
     """
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", message=".*not in session.*")
+    with ONE_AT_A_TIME:
+        try:
+            return _grade(job, submission)
+        except (SandboxUnavailable, WrongPackage, SandboxFault, UnsafeRuntimeState) as err:
+            return fault_answer(submission["student"], str(err))
+        except OSError as err:  # the worker's disk or folders, not the student's code
+            return fault_answer(submission["student"], f"the grading worker could not write "
+                                f"its files ({err}); free some disk space or fix the "
+                                "permissions of its temporary folder, then run again")
+
+
+def fault_answer(student: str, what: str) -> dict[str, Any]:
+    """The answer of a task that failed because of the grader, not the submission."""
+    what = what if what.startswith("grader fault") else f"grader fault: {what}"
+    return {"student": student, "success": False, "fault": what, "events": [], "seconds": 0.0}
+
+
+def _grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
+    from course_pkg.grading.trusted import EVENTS
+
     if job["package_hash"] != package_hash():
-        raise WrongPackage("this worker's course_pkg differs from the instructor's (install "
-                           "the same version of the course on every worker)")
+        raise WrongPackage("the grading worker refused: its course_pkg differs from the "
+                           "instructor's (install the same version of the course on every "
+                           "worker)")
     if job["sandboxed"]:
         bwrap_path()  # refuses, with the reason, where no sandbox can start
-    root, _, api = _prepare(job)
-    from course_pkg.grading.trusted import TrustedExecute
-
+    root, _, api, held = _prepare(job)
     assignment, student = job["assignment"], submission["student"]
     submitted = root / "submitted" / student
     autograded = root / "autograded" / student
@@ -83,16 +126,25 @@ def grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
         (submitted / assignment / f"{name}.ipynb").write_text(text)
     if submission.get("timestamp"):
         (submitted / assignment / "timestamp.txt").write_text(submission["timestamp"])
-    TrustedExecute.events.clear()
+    events: list[dict[str, Any]] = []
+    token = EVENTS.set(events)
     started = time.monotonic()
-    outcome = api.autograde(assignment, student, force=True, create=True)
+    try:
+        outcome = api.autograde(assignment, student, force=True, create=True)
+    finally:
+        EVENTS.reset(token)
+    faults = [str(e.get("what", "")) for e in events if e.get("event") == "grader fault"]
+    if faults:
+        shutil.rmtree(submitted, ignore_errors=True)
+        return fault_answer(student, faults[0])
     answer: dict[str, Any] = {
         "student": student,
         "success": bool(outcome.get("success")),
         "seconds": round(time.monotonic() - started, 3),
         "error": (outcome.get("error") or "")[-2000:],
         "log": (outcome.get("log") or "")[-4000:],
-        "events": list(TrustedExecute.events),
+        "events": events,
+        "limits": held,
     }
     if answer["success"]:
         answer["grades"] = read_submission(f"sqlite:///{root / 'gradebook.db'}", assignment,
@@ -103,16 +155,22 @@ def grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any]:
+def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
     key = job_key(job)
     if key not in _PREPARED:
         os.environ.update({name: "1" for name in THREAD_VARIABLES})
         ensure_tools_on_path()
         root = Path(tempfile.mkdtemp(prefix=f"course-grading-{job['assignment']}-"))
-        _gradebook(root, job)
-        (root / "source" / job["assignment"]).mkdir(parents=True)
-        package = build(root / "package", job["withheld"])
-        _PREPARED[key] = (root, package, _api(root, package, job))
+        try:
+            _gradebook(root, job)
+            (root / "source" / job["assignment"]).mkdir(parents=True)
+            package = build(root / "package", job["withheld"])
+            limits = Limits(**job["limits"])
+            held = probe(package, limits) if job["sandboxed"] else "no sandbox"
+            _PREPARED[key] = (root, package, _api(root, package, job), held)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
     return _PREPARED[key]
 
 
@@ -160,7 +218,6 @@ def _api(root: Path, package: Path, job: dict[str, Any]) -> Any:
     config.TrustedExecute.spec = job["spec"]
     config.TrustedExecute.limits = limits.to_json()
     config.TrustedExecute.sandboxed = job["sandboxed"]
-    config.TrustedExecute.slot = claim_slot() if job["sandboxed"] else 0
     config.TrustedExecute.workdir = "" if job["sandboxed"] else str(root / "plain")
     config.Autograde.autograde_preprocessors = [
         TrustedExecute if p is Execute else p

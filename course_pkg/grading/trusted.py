@@ -27,21 +27,30 @@ import builtins
 import contextlib
 import io
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.base import NbGraderPreprocessor
-from traitlets import Bool, Dict, Int, Unicode
+from traitlets import Bool, Dict, Unicode
 
 from course_pkg.checks.guard import ReferenceUsedError
-from course_pkg.grading.sandbox import KernelStopped, Limits, SandboxedKernel
+from course_pkg.grading.sandbox import (
+    KernelStopped,
+    Limits,
+    SandboxedKernel,
+    SandboxFault,
+)
 from course_pkg.grading.untrusted import clean_markdown, clean_outputs, one_line
 from course_pkg.grading.withheld import sandbox_source
 from course_pkg.sandbox import wire
 
 MAX_PRINTED = 2_000
+EVENTS: ContextVar[list[dict[str, Any]]] = ContextVar("course_grading_events")
+"""The events of the grading under way in this thread; :func:`course_pkg.grading.task.grade`
+sets a fresh list for each grading."""
 
 
 class StudentError(Exception):
@@ -130,11 +139,13 @@ class TrustedExecute(NbGraderPreprocessor):
     spec = Dict({}, help="The assignment's cells from the gradebook, per notebook"
                 ).tag(config=True)
     sandboxed = Bool(True, help="False: run the kernel without a sandbox").tag(config=True)
-    slot = Int(0, help="Worker slot (the sandbox's user id when run as root)").tag(config=True)
     workdir = Unicode("", help="Scratch folder of an unsandboxed kernel").tag(config=True)
 
-    events: list[dict[str, Any]] = []
-    """What happened to the notebooks graded since the worker last emptied this list."""
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """What happened to the notebooks of the grading under way (:data:`EVENTS`: one list
+        per grading, never shared between two gradings or two threads)."""
+        return EVENTS.get()
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any]
                    ) -> tuple[NotebookNode, dict[str, Any]]:
@@ -146,8 +157,11 @@ class TrustedExecute(NbGraderPreprocessor):
         files = {f"{name}.ipynb": nbformat.writes(nb).encode()}
         try:
             kernel: SandboxedKernel | None = SandboxedKernel(
-                Path(self.package), files, limits, self.slot, self.sandboxed,
-                Path(self.workdir) / name if self.workdir else None)
+                Path(self.package), files, limits, sandboxed=self.sandboxed,
+                workdir=Path(self.workdir) / name if self.workdir else None)
+        except SandboxFault as err:  # before any of the student's code ran: the grader's
+            self.events.append({"event": "grader fault", "what": str(err)})
+            raise
         except KernelStopped as err:
             kernel = None
             self._stop(0, str(err))
