@@ -21,6 +21,21 @@ the bracket being -dE_n/da_j, summed over every node that a_j feeds (eq. (1) of 
 the graph is layered). Every weight then has -dE_n/dw_ij = a_i Delta_j, and one step of the
 seed's rule w_ij <- w_ij + eta a_i Delta_j is a gradient descent step on E_n.
 
+A computing node may also *combine* its incoming terms u_ij = w_ij a_i in another way than by
+a sum: by a product (a multiply gate) or by their maximum (a max gate),
+
+    in_j = prod_{i in parents(j)} w_ij a_i      or      in_j = max_{i in parents(j)} w_ij a_i .
+
+Then each incoming term has a *local gradient* lambda_ij = d in_j / d u_ij: 1 for a sum, the
+product of the other terms for a product, and 1 for the first largest term of a max (0 for the
+others). The same induction gives
+
+    Delta_j = g_j'(in_j) * ( [j is an output] (t_j - a_j) + sum_k w_jk lambda_jk Delta_k ) ,
+    -dE_n/dw_ij = a_i lambda_ij Delta_j ,
+
+the "local gradient times upstream gradient" of the gate view; with sums only, every lambda is 1
+and these are the formulas above.
+
 The loops run over nodes and edges on purpose, as in :mod:`course_pkg.node_delta`: this is the
 node-level view, for small graphs. Node names may be any hashable values (strings, or the
 ``(l, k)`` pairs of :meth:`Graph.from_layers`).
@@ -43,6 +58,9 @@ Edge = tuple[Node, Node]
 BIAS = "bias"
 """Name of the constant node (a_bias = 1) that :meth:`Graph.from_layers` adds for the biases."""
 
+COMBINE = ("sum", "product", "max")
+"""How a computing node combines its incoming terms w_ij a_i into in_j."""
+
 
 @dataclass(frozen=True)
 class Step:
@@ -53,19 +71,21 @@ class Step:
     node
         The node j whose error signal is being computed.
     kind
-        Forward: ``"parent"`` adds w_ij a_i of the parent i = ``source`` to in_j; ``"shift"``
-        adds a perturbation eps_j; ``"g"`` applies g_j (``term`` is in_j, ``total`` a_j).
-        Backward: ``"error"`` adds the output term t_j - a_j; ``"child"`` adds w_jk Delta_k of
-        the child k = ``source``; ``"g_prime"`` multiplies the sum by g_j'(in_j) (``term``),
-        which gives Delta_j (``total``).
+        Forward: ``"parent"`` combines w_ij a_i of the parent i = ``source`` into in_j (adds it,
+        multiplies by it, or takes the maximum, by the node's combine); ``"shift"`` adds a
+        perturbation eps_j; ``"g"`` applies g_j (``term`` is in_j, ``total`` a_j).
+        Backward: ``"error"`` adds the output term t_j - a_j; ``"child"`` adds
+        w_jk lambda_jk Delta_k of the child k = ``source`` (lambda_jk = 1 for a sum node);
+        ``"g_prime"`` multiplies the sum by g_j'(in_j) (``term``), which gives Delta_j
+        (``total``).
     source
         The parent i of a ``"parent"`` step or the child k of a ``"child"`` step, else None.
     term
         The number added, or for ``"g"`` the input in_j and for ``"g_prime"`` the factor
         g_j'(in_j).
     total
-        After the step: the running sum (in_j forward, -dE_n/da_j backward), or a_j after
-        ``"g"`` and Delta_j after ``"g_prime"``.
+        After the step: the running sum, product or maximum (in_j forward), the running sum
+        (-dE_n/da_j backward), or a_j after ``"g"`` and Delta_j after ``"g_prime"``.
     """
 
     node: Node
@@ -165,6 +185,10 @@ class Graph:
     constants
         Node name -> its fixed output (e.g. ``{"bias": 1.0}``); like an input, with no
         incoming edge.
+    combine
+        Computing node -> ``"sum"`` (the default for every node not named), ``"product"`` or
+        ``"max"``: how in_j is formed from the terms w_ij a_i of its parents. A product or max
+        node needs at least one parent.
 
     Attributes
     ----------
@@ -174,6 +198,8 @@ class Graph:
         Constant node -> its output.
     activation
         Computing node -> the name of its g_j, in the order given.
+    combine
+        Computing node -> ``"sum"``, ``"product"`` or ``"max"``.
     w
         (i, j) -> w_ij.
     order
@@ -187,7 +213,8 @@ class Graph:
 
     def __init__(self, inputs: Sequence[Node], nodes: Mapping[Node, str],
                  edges: Mapping[Edge, float], outputs: Sequence[Node],
-                 constants: Mapping[Node, float] | None = None) -> None:
+                 constants: Mapping[Node, float] | None = None,
+                 combine: Mapping[Node, str] | None = None) -> None:
         self.inputs = tuple(inputs)
         self.constants = {c: _number(v, f"the value of constant node {c!r}")
                           for c, v in dict(constants or {}).items()}
@@ -243,6 +270,46 @@ class Graph:
             self.children[i].append(j)
         for v in self.order:
             self.parents[v].sort(key=position.__getitem__)
+        self.combine = self._check_combine(combine)
+
+    def _check_combine(self, combine: Mapping[Node, str] | None) -> dict[Node, str]:
+        """node -> "sum" | "product" | "max" for every computing node, checked."""
+        given = dict(combine or {})
+        for j, how in given.items():
+            if j not in self.activation:
+                raise ValueError(f"combine names {j!r}, which is not a computing node; the "
+                                 f"computing nodes are {list(self.activation)}")
+            if how not in COMBINE:
+                raise ValueError(f"node {j!r}: combine must be one of {list(COMBINE)}, "
+                                 f"got {how!r}")
+            if how != "sum" and not self.parents[j]:
+                raise ValueError(f"node {j!r}: a {how} node needs at least one incoming edge")
+        return {j: given.get(j, "sum") for j in self.activation}
+
+    def local_gradients(self, j: Node, a: Mapping[Node, float]) -> dict[Node, float]:
+        """lambda_ij = d in_j / d(w_ij a_i) for every parent i of the computing node j.
+
+        1 for a sum node; the product of the other terms for a product node; for a max node 1
+        for the first parent (in topological order) whose term is largest and 0 for the others.
+
+        Parameters
+        ----------
+        j
+            A computing node.
+        a
+            node -> a_i, as returned by :meth:`forward`.
+        """
+        if j not in self.activation:
+            raise ValueError(f"{j!r} is not a computing node; the computing nodes are "
+                             f"{list(self.activation)}")
+        terms = {i: self.w[i, j] * a[i] for i in self.parents[j]}
+        how = self.combine[j]
+        if how == "sum":
+            return {i: 1.0 for i in terms}
+        if how == "product":
+            return {i: math.prod(u for m, u in terms.items() if m != i) for i in terms}
+        winner = max(terms, key=terms.__getitem__)          # the first of the largest
+        return {i: float(i == winner) for i in terms}
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -315,7 +382,8 @@ class Graph:
                 raise ValueError(f"expected {len(self.edges)} weights (one per edge), "
                                  f"got an array of shape {values.shape}")
             new = dict(zip(self.edges, values.tolist(), strict=True))
-        return Graph(self.inputs, self.activation, new, self.outputs, self.constants)
+        return Graph(self.inputs, self.activation, new, self.outputs, self.constants,
+                     self.combine)
 
     # -- checking the data of one example -------------------------------------------------------
     def _values(self, values: Any, names: tuple[Node, ...], what: str) -> dict[Node, float]:
@@ -340,9 +408,10 @@ class Graph:
     def forward_trace(self, x: Any, shift: Mapping[Node, float] | None = None) -> list[Step]:
         """The forward pass, one :class:`Step` at a time, in topological order.
 
-        For each computing node j: start from 0, add w_ij a_i for each parent i (already
-        computed: i comes before j in the order), add the shift eps_j if one is given, then
-        apply g_j. The sum is in_j, and the last step's ``total`` is a_j = g_j(in_j).
+        For each computing node j: combine w_ij a_i over its parents i (already computed: i
+        comes before j in the order) by the node's sum, product or maximum, add the shift eps_j
+        if one is given, then apply g_j. The result is in_j, and the last step's ``total`` is
+        a_j = g_j(in_j).
 
         Parameters
         ----------
@@ -364,10 +433,18 @@ class Graph:
         for j in self.order:
             if j not in self.activation:
                 continue
+            how = self.combine[j]
             total = 0.0
-            for i in self.parents[j]:
+            for n_seen, i in enumerate(self.parents[j]):
                 term = self.w[i, j] * a[i]
-                total += term
+                if how == "sum":
+                    total += term
+                elif n_seen == 0:
+                    total = term
+                elif how == "product":
+                    total *= term
+                else:
+                    total = max(total, term)
                 steps.append(Step(j, "parent", i, term, total))
             if j in shift:
                 total += _number(shift[j], f"the shift of node {j!r}")
@@ -407,15 +484,17 @@ class Graph:
         """The backward pass, one :class:`Step` at a time, in reverse topological order.
 
         For each computing node j (last in the order first): start from 0, add t_j - a_j if j
-        is an output, add w_jk Delta_k for each child k (already computed: k comes after j in
-        the order), then multiply by g_j'(in_j). The sum before the last step is -dE_n/da_j,
-        and the product is Delta_j = -dE_n/d in_j.
+        is an output, add w_jk lambda_jk Delta_k for each child k (already computed: k comes
+        after j in the order; lambda_jk of :meth:`local_gradients`, 1 for a sum node), then
+        multiply by g_j'(in_j). The sum before the last step is -dE_n/da_j, and the product is
+        Delta_j = -dE_n/d in_j.
         """
         t = self._values(t, self.outputs, "targets")
         missing = [j for j in self.activation if j not in inp or j not in a]
         if missing:
             raise ValueError(f"inp and a must come from forward(); no values for {missing}")
         Delta: dict[Node, float] = {}
+        local = {k: self.local_gradients(k, a) for k in self.activation}
         steps = []
         for j in reversed(self.order):
             if j not in self.activation:
@@ -425,7 +504,7 @@ class Graph:
                 total += t[j] - a[j]
                 steps.append(Step(j, "error", None, t[j] - a[j], total))
             for k in self.children[j]:
-                term = self.w[j, k] * Delta[k]
+                term = self.w[j, k] * local[k][j] * Delta[k]
                 total += term
                 steps.append(Step(j, "child", k, term, total))
             g_prime = float(self._g[j][1](np.float64(inp[j]), np))
@@ -435,15 +514,17 @@ class Graph:
 
     def error_signals(self, inp: Mapping[Node, float], a: Mapping[Node, float],
                       t: Any) -> dict[Node, float]:
-        """Delta_j = g_j'(in_j) ([j output](t_j - a_j) + sum_k w_jk Delta_k) for every
-        computing node j: the last step of each node in :meth:`backward_trace`."""
+        """Delta_j = g_j'(in_j) ([j output](t_j - a_j) + sum_k w_jk lambda_jk Delta_k) for
+        every computing node j: the last step of each node in :meth:`backward_trace`."""
         return {s.node: s.total for s in self.backward_trace(inp, a, t) if s.kind == "g_prime"}
 
     def gradient(self, x: Any, t: Any) -> dict[Edge, float]:
-        """dE_n/dw_ij = -a_i Delta_j for every edge (forward, then backward)."""
+        """dE_n/dw_ij = -a_i lambda_ij Delta_j for every edge (forward, then backward);
+        lambda_ij = 1 on the edges into sum nodes."""
         inp, a = self.forward(x)
         Delta = self.error_signals(inp, a, t)
-        return {(i, j): -a[i] * Delta[j] for i, j in self.edges}
+        local = {j: self.local_gradients(j, a) for j in self.activation}
+        return {(i, j): -a[i] * local[j][i] * Delta[j] for i, j in self.edges}
 
     def update(self, x: Any, t: Any, eta: float) -> Graph:
         """One step of the seed's rule w_ij <- w_ij + eta a_i Delta_j; returns a new graph."""
@@ -454,6 +535,8 @@ class Graph:
         return self.with_weights({e: self.w[e] - eta * grad[e] for e in self.edges})
 
     def __repr__(self) -> str:
+        gates = sorted({how for how in self.combine.values() if how != "sum"})
+        kinds = f" ({', '.join(gates)} nodes)" if gates else ""
         return (f"Graph({len(self.inputs)} inputs, {len(self.constants)} constants, "
-                f"{len(self.activation)} computing nodes, {len(self.edges)} edges, "
+                f"{len(self.activation)} computing nodes{kinds}, {len(self.edges)} edges, "
                 f"outputs {list(self.outputs)})")

@@ -298,3 +298,117 @@ def test_topological_order_of_a_diamond_and_its_cycle_message():
     assert order == ["a", "b", "c", "d"]
     with pytest.raises(ValueError, match="'b' -> 'c' -> 'b'"):
         cg.topological_order(["a", "b", "c"], [("a", "b"), ("b", "c"), ("c", "b")])
+
+
+# -- product and max nodes: the gate view ------------------------------------------------------
+@st.composite
+def gated_dags(draw):
+    """A random DAG as in dags(), whose computing nodes with parents are sums, products or
+    maxima at random."""
+    G, x, t = draw(dags())
+    combine = {j: draw(st.sampled_from(cg.COMBINE)) for j in G.activation if G.parents[j]}
+    return Graph(G.inputs, G.activation, G.w, G.outputs, G.constants, combine), x, t
+
+
+def clear_of_ties(G, x, gap=1e-3):
+    """True when no max node has two largest terms within ``gap`` (no kink within reach)."""
+    _, a = G.forward(x)
+    for j, how in G.combine.items():
+        if how == "max" and len(G.parents[j]) > 1:
+            terms = sorted((G.w[i, j] * a[i] for i in G.parents[j]), reverse=True)
+            if terms[0] - terms[1] < gap:
+                return False
+    return True
+
+
+@settings(max_examples=80, deadline=None)
+@given(gated_dags())
+def test_gated_graphs_back_propagate_the_derivative(case):
+    """Delta_j = -dE_n/d in_j and dE_n/dw_ij = -a_i lambda_ij Delta_j with product and max
+    nodes, against central differences (away from the ties of a max)."""
+    from hypothesis import assume
+
+    G, x, t = case
+    assume(clear_of_ties(G, x))
+    scale = max(1.0, G.error(x, t))
+    comp = list(G.activation)
+    Delta = G.error_signals(*G.forward(x), t)
+    fd_in = central_differences(
+        lambda eps: G.error(x, t, shift=dict(zip(comp, eps, strict=True))), np.zeros(len(comp)))
+    np.testing.assert_allclose([Delta[j] for j in comp], -fd_in, rtol=1e-5, atol=1e-6 * scale)
+    if G.edges:
+        grad = G.gradient(x, t)
+        fd = central_differences(lambda w: G.with_weights(w).error(x, t), G.weights)
+        np.testing.assert_allclose([grad[e] for e in G.edges], fd, rtol=1e-5,
+                                   atol=1e-6 * scale)
+
+
+def gate(combine, values, weights=None):
+    """One identity gate j over inputs p, q (and r), output j with target 0."""
+    names = ["p", "q", "r"][:len(values)]
+    weights = weights or [1.0] * len(values)
+    G = Graph(names, {"j": "identity"}, {(n, "j"): w for n, w in zip(names, weights,
+                                                                      strict=True)},
+              ["j"], combine={"j": combine})
+    return G, dict(zip(names, values, strict=True))
+
+
+def test_the_patterns_of_the_gates():
+    """add distributes, multiply swaps, max routes: lambda for each parent."""
+    G, x = gate("sum", [2.0, -3.0])
+    assert G.local_gradients("j", G.forward(x)[1]) == {"p": 1.0, "q": 1.0}
+    G, x = gate("product", [2.0, -3.0])
+    _, a = G.forward(x)
+    assert a["j"] == -6.0 and G.local_gradients("j", a) == {"p": -3.0, "q": 2.0}
+    G, x = gate("product", [2.0, -3.0, 0.5])
+    assert G.local_gradients("j", G.forward(x)[1]) == {"p": -1.5, "q": 1.0, "r": -6.0}
+    G, x = gate("max", [2.0, -3.0, 5.0])
+    _, a = G.forward(x)
+    assert a["j"] == 5.0 and G.local_gradients("j", a) == {"p": 0.0, "q": 0.0, "r": 1.0}
+    G, x = gate("max", [4.0, 4.0])                        # a tie: the first parent wins
+    assert G.local_gradients("j", G.forward(x)[1]) == {"p": 1.0, "q": 0.0}
+    # a weighted product: the terms are w_ij a_i
+    G, x = gate("product", [2.0, 3.0], weights=[0.5, -1.0])
+    _, a = G.forward(x)
+    assert a["j"] == -3.0 and G.local_gradients("j", a) == {"p": -3.0, "q": 1.0}
+    grad = G.gradient(x, [0.0])                           # E = a_j^2 / 2, Delta_j = -a_j
+    assert grad["p", "j"] == pytest.approx(2.0 * -3.0 * -3.0)   # a_p lambda_p (-Delta_j)
+    assert grad["q", "j"] == pytest.approx(3.0 * 1.0 * -3.0)
+
+
+def test_a_copy_gate_adds_the_gradients_of_its_uses():
+    """x feeds both factors of a product: d(x * x)/dx = 2x, the sum over the two uses."""
+    G = Graph(["x"], {"c1": "identity", "c2": "identity", "m": "identity"},
+              {("x", "c1"): 1.0, ("x", "c2"): 1.0, ("c1", "m"): 1.0, ("c2", "m"): 1.0}, ["m"],
+              combine={"m": "product"})
+    x, t = 1.5, 0.0
+    Delta = G.error_signals(*G.forward([x]), [t])
+    assert Delta["m"] == pytest.approx(-(x * x))
+    assert Delta["c1"] == pytest.approx(x * Delta["m"]) and Delta["c2"] == Delta["c1"]
+    # -dE/dx = sum over the children of x = 2 x Delta_m = -(x^2)(2x), and E = x^4 / 2
+    assert Delta["c1"] + Delta["c2"] == pytest.approx(-2 * x ** 3)
+
+
+def test_traces_and_copies_keep_the_combine():
+    G, x = gate("product", [2.0, -3.0, 0.5])
+    steps = G.forward_trace(x)
+    assert [s.total for s in steps if s.kind == "parent"] == [2.0, -6.0, -3.0]
+    G2 = G.with_weights(G.weights * 2)
+    assert G2.combine == G.combine and G.update(x, [0.0], 0.1).combine == G.combine
+    assert "product nodes" in repr(G)
+    back = G.backward_trace(*G.forward(x), [0.0])
+    assert [s.kind for s in back] == ["error", "g_prime"]
+
+
+@pytest.mark.parametrize(("combine", "message"), [
+    ({"zz": "product"}, "not a computing node"),
+    ({"j": "mean"}, "combine must be one of"),
+    ({"lonely": "max"}, "needs at least one incoming edge"),
+])
+def test_bad_combine_is_a_clear_value_error(combine, message):
+    with pytest.raises(ValueError, match=message):
+        Graph(["p"], {"j": "identity", "lonely": "identity"}, {("p", "j"): 1.0}, ["j"],
+              combine=combine)
+    G, _ = gate("sum", [1.0])
+    with pytest.raises(ValueError, match="not a computing node"):
+        G.local_gradients("p", {"p": 1.0, "j": 1.0})
