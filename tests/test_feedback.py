@@ -764,3 +764,64 @@ def test_the_student_sees_the_message_without_the_checks_source():
         assert "feedback.py" not in shown and "course_pkg/checks" not in shown, shown
         assert "raise Feedback" not in shown, shown
     assert "return undefined_name" in crash  # the student's own line is still shown
+
+
+# -- equations cited as the student's notebook and the site number them -----------------------
+PROBLEM_SET = {"identity_sigmoid": "ps1", "tanh_two_layer": "ps2", "matrix_form": "ps3",
+               "node_delta": "ps4"}
+EQUATION_MARKERS = {  # a piece of the display equation each exercise's number must point at
+    "identity_sigmoid.DE_DW": r"\frac{\partial E}{\partial w}",
+    "identity_sigmoid.UPDATE": r"w_{\text{new}}",
+    "tanh_two_layer.HIDDEN_DELTAS": r"\delta_j :=",
+    "matrix_form.DELTA_L_CROSS_ENTROPY": r"\delta_L = g - e_y",
+    "matrix_form.DELTA_L_SQUARED_ERROR": r"2\,(g - y)",
+    "matrix_form.BACKWARD_STEP": r"\delta_{l-1} = S'(z_{l-1})",
+    "matrix_form.WEIGHT_GRADIENT": r"\frac1n\, \delta_l\, a_{l-1}^\top",
+    "node_delta.OUTPUT_DELTA": r"\Delta_k = g'",
+}
+
+
+def display_equations(path) -> list[str]:
+    """The notebook's display equations in order: JupyterLab numbers them (1), (2), ..."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return [m.group(1) for cell in nb.cells if cell.cell_type == "markdown"
+            for m in re.finditer(r"\$\$(.+?)\$\$", cell.source, re.S)]
+
+
+@pytest.mark.parametrize("ident, exercise", EXERCISES, ids=[i for i, _ in EXERCISES])
+def test_each_cited_equation_exists_in_the_notebook_and_the_book(ident, exercise):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    module = ident.split(".")[0]
+    equations = display_equations(root / "assignments" / "source" / PROBLEM_SET[module] /
+                                  f"{PROBLEM_SET[module]}.ipynb")
+    if exercise.notebook_equation:
+        assert exercise.notebook_equation <= len(equations), ident
+        if ident in EQUATION_MARKERS:
+            shown = equations[exercise.notebook_equation - 1]
+            assert EQUATION_MARKERS[ident] in shown, (ident, shown[:80])
+    if exercise.equation:
+        book = "\n".join(p.read_text() for p in (root / "book").glob("*.md"))
+        assert re.search(rf"\$\$\s*\({re.escape(exercise.equation)}\)", book), exercise.equation
+
+
+def test_a_message_cites_the_notebook_and_the_site_with_its_link(monkeypatch):
+    from course_pkg.checks import matrix_form, site
+
+    student = as_student(matrix_form.BACKWARD_STEP.mistakes["W instead of W^T"])
+    with pytest.raises(Feedback) as plain:
+        matrix_form.check_backward_step(student)
+    assert "eq. (4) in this notebook" in str(plain.value).replace("\n", " ")
+    assert "002_ff83eee082f91d18.txt" not in str(plain.value)
+
+    monkeypatch.setattr(site, "ADDRESS", "https://course.test/")
+    monkeypatch.setattr(site, "CHAPTERS", {"book/matrix_form": ("5", "Back-propagation")})
+    monkeypatch.setattr(site, "EQUATIONS", {"mf-delta": ("book/matrix_form", "5.4")})
+    with pytest.raises(Feedback) as linked:
+        matrix_form.check_backward_step(student)
+    text = str(linked.value).replace("\n", " ")
+    assert "(5.4) in chapter 5 on the course site" in text
+    assert "https://course.test/book/matrix_form.html#equation-mf-delta" in str(linked.value)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from course_pkg.checks import site
 from course_pkg.checks.guard import ReferenceUsedError, answer_functions, forbid
 
 MISTAKES: dict[str, str] = {
@@ -101,12 +102,14 @@ class Feedback(AssertionError):
         if tag not in MISTAKES:
             raise ValueError(f"unknown mistake tag {tag!r}; expected one of {sorted(MISTAKES)}")
         self.tag = tag
-        paragraphs = [f"In {exercise.title}, {MISTAKES[tag]}", detail[:1].upper() + detail[1:]]
+        paragraphs = [f"In {exercise.title}{exercise.citation()}, {MISTAKES[tag]}",
+                      detail[:1].upper() + detail[1:]]
         if tag == "unknown" and exercise.hint:
             paragraphs.append(f"Hint: {exercise.hint}")
         paragraphs.append(f"Read again: {exercise.chapter}.")
         lines = [f"[mistake: {tag}]"]
-        lines += [line for text in paragraphs if text for line in textwrap.wrap(text, WIDTH)]
+        lines += [line for text in paragraphs if text for line in textwrap.wrap(
+            text, WIDTH, break_long_words=False, break_on_hyphens=False)]
         super().__init__("\n".join(lines))
 
 
@@ -136,6 +139,12 @@ class Exercise:
     trains
         The result comes out of a training loop: NaN or inf in it means that training
         diverged (tag ``diverged``), not a wrong shape or formula.
+    notebook_equation
+        The number of the exercise's equation in the problem set's notebook, as JupyterLab
+        numbers its display equations: (1), (2), ... (0: none).
+    equation
+        The label of the same equation in the book (e.g. ``mf-delta``), cited with the
+        website's number and link (:mod:`course_pkg.checks.site`).
     earlier
         ``earlier(student, args)`` -> a :class:`Feedback` (tag ``earlier helper``) naming the
         first of the student's own helpers that is wrong on the inputs this case gives them,
@@ -152,12 +161,22 @@ class Exercise:
     forbidden: tuple[Callable[..., Any], ...] = field(default=())
     returns: tuple[str, ...] = ()
     trains: bool = False
+    notebook_equation: int = 0
+    equation: str = ""
     earlier: Callable[[Callable[..., Any], tuple], Feedback | None] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.mistakes) - set(MISTAKES)
         if unknown:
             raise ValueError(f"mistake tags {sorted(unknown)} are not in MISTAKES")
+
+    def citation(self) -> str:
+        """" (eq. (4) in this notebook; (4.3) in chapter 4 on the course site, <link>)", or ""."""
+        parts = [f"eq. ({self.notebook_equation}) in this notebook"] if self.notebook_equation \
+            else []
+        if self.equation:
+            parts.append(site.cite_equation(self.equation))
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def check(self, student: Callable[..., Any], seed: int | None = None) -> None:
         """Run ``student`` on this exercise's cases and raise :class:`Feedback` if it is wrong.

@@ -52,7 +52,9 @@ def _gradient_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 DE_DW = Exercise(
-    title=f"dE/dw (eq. 6 of {SEED})",
+    title="dE/dw",
+    notebook_equation=2,
+    equation="is-eq6",
     chapter=f"{CHAPTER}, section 'Differentiating the error, line by line'",
     correct=ref.dE_dw,
     mistakes=DE_DW_MISTAKES,
@@ -84,6 +86,8 @@ def _update_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 UPDATE = Exercise(
     title="the update w <- w - mu dE/dw",
+    notebook_equation=3,
+    equation="is-update",
     chapter=f"{CHAPTER}, section 'From the derivative to the update'",
     correct=ref.update,
     mistakes=UPDATE_MISTAKES,
@@ -120,6 +124,8 @@ def _train_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 TRAIN = Exercise(
     title="the training loop",
+    notebook_equation=3,
+    equation="is-update",
     chapter=f"{CHAPTER}, sections 'From the derivative to the update' and "
             "'What this network cannot learn'",
     correct=ref.train,

@@ -84,7 +84,9 @@ def _logit_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 DELTA_L_CROSS_ENTROPY = Exercise(
-    title=f"delta_L for softmax with cross-entropy ({SEED})",
+    title="delta_L for softmax with cross-entropy",
+    notebook_equation=2,
+    equation="mf-delta-ce",
     chapter=section("The output layer: softmax with cross-entropy"),
     correct=package_delta_L_cross_entropy,
     mistakes={
@@ -122,7 +124,9 @@ def _regression_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 DELTA_L_SQUARED_ERROR = Exercise(
-    title=f"delta_L for squared-error regression ({SEED})",
+    title="delta_L for squared-error regression",
+    notebook_equation=3,
+    equation="mf-delta-mse",
     chapter=section("The output layer: multi-output regression"),
     correct=package_delta_L_squared_error,
     mistakes={
@@ -155,7 +159,9 @@ def _layer_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 BACKWARD_STEP = Exercise(
-    title=f"the recursion delta_(l-1) = S'(z_(l-1)) * W_l^T delta_l (eq. 2 of {SEED})",
+    title="the recursion delta_(l-1) = S'(z_(l-1)) * W_l^T delta_l",
+    notebook_equation=4,
+    equation="mf-delta",
     chapter=section("The theorem"),
     correct=backward_step,
     mistakes={
@@ -190,7 +196,9 @@ def _gradient_cases(with_a: bool) -> Callable[[np.random.Generator, bool], list[
 
 
 WEIGHT_GRADIENT = Exercise(
-    title=f"dC/dW_l averaged over the batch (Algorithms 1-2 of {SEED})",
+    title="dC/dW_l averaged over the batch",
+    notebook_equation=5,
+    equation="mf-batch",
     chapter=section("A batch as columns: why the mean over columns is Algorithm 2"),
     correct=weight_gradient,
     mistakes={
@@ -205,7 +213,9 @@ WEIGHT_GRADIENT = Exercise(
 )
 
 BIAS_GRADIENT = Exercise(
-    title=f"dC/db_l averaged over the batch (Algorithms 1-2 of {SEED})",
+    title="dC/db_l averaged over the batch",
+    notebook_equation=5,
+    equation="mf-grad",
     chapter=section("A batch as columns: why the mean over columns is Algorithm 2"),
     correct=bias_gradient,
     mistakes={
@@ -310,7 +320,9 @@ def _earlier_helper(student: Callable[..., tuple], case: tuple) -> Feedback | No
 
 
 GRADIENTS = Exercise(
-    title=f"the backward pass, Algorithms 1 and 2 ({SEED})",
+    title="the backward pass, Algorithms 1 and 2",
+    notebook_equation=5,
+    equation="mf-grad",
     chapter=section("Algorithms 1 and 2"),
     correct=reference_gradients,
     mistakes={tag: _variant(tag) for tag in ("S' missing", "S' of a instead of z",
@@ -328,6 +340,7 @@ GRADIENTS = Exercise(
 # -- training on the digits --------------------------------------------------------------------
 TRAINING = Exercise(
     title="training your network on the digits",
+    notebook_equation=6,
     chapter=section("Training on handwritten digits"),
     correct=reference_gradients,
     mistakes={},

@@ -69,7 +69,9 @@ def _output_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 OUTPUT_DELTA = Exercise(
-    title=f"Delta_k at an output node ({SEED})",
+    title="Delta_k at an output node",
+    notebook_equation=2,
+    equation="nd-output-delta",
     chapter=section("Nodes, edges and the error signal"),
     correct=output_Delta,
     mistakes={
@@ -102,7 +104,9 @@ def _hidden_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 
 HIDDEN_DELTA = Exercise(
-    title=f"Delta_j at a hidden node (eq. 1 of {SEED})",
+    title="Delta_j at a hidden node",
+    notebook_equation=2,
+    equation="nd-hidden-delta",
     chapter=section("Nodes, edges and the error signal"),
     correct=hidden_Delta,
     mistakes={
@@ -158,7 +162,8 @@ def _step_variant(tag: str) -> Callable[..., tuple]:
 
 
 NODE_UPDATE = Exercise(
-    title=f"one back-propagation step w_ik += eta Delta_k a_i ({SEED})",
+    title="one back-propagation step w_ik += eta Delta_k a_i",
+    equation="nd-update",
     chapter=section("Nodes, edges and the error signal"),
     correct=reference_step,
     mistakes={tag: _step_variant(tag) for tag in (

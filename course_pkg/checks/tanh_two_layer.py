@@ -61,7 +61,9 @@ def output_deltas(y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
 
 
 OUTPUT_DELTAS = Exercise(
-    title=f"the output deltas dE/dy_k (eq. 5.8 of {SEED})",
+    title="the output deltas dE/dy_k",
+    notebook_equation=2,
+    equation="tanh-dw2",
     chapter=GRADIENT,
     correct=output_deltas,
     mistakes={"sign flipped": lambda y, y_hat: y_hat - y,
@@ -79,7 +81,9 @@ def hidden_deltas(w2: np.ndarray, z: np.ndarray, delta_out: np.ndarray) -> np.nd
 
 
 HIDDEN_DELTAS = Exercise(
-    title=f"the hidden deltas dE/dh_j (eqs. 5.10-5.11 of {SEED})",
+    title="the hidden deltas dE/dh_j",
+    notebook_equation=4,
+    equation="tanh-dz",
     chapter=f"{GRADIENT} and section 'The derivative of tanh'",
     correct=hidden_deltas,
     mistakes={
@@ -110,7 +114,9 @@ WEIGHT_MISTAKES = {
 }
 
 GRAD_W2 = Exercise(
-    title=f"dE/dw2 (eq. 5.9 of {SEED})",
+    title="dE/dw2",
+    notebook_equation=5,
+    equation="tanh-dw2",
     chapter=GRADIENT,
     correct=weight_gradient,
     mistakes=WEIGHT_MISTAKES,
@@ -121,7 +127,9 @@ GRAD_W2 = Exercise(
 )
 
 GRAD_W1 = Exercise(
-    title=f"dE/dw1 (eq. 5.12 of {SEED})",
+    title="dE/dw1",
+    notebook_equation=5,
+    equation="tanh-dw1",
     chapter=GRADIENT,
     correct=weight_gradient,
     mistakes=WEIGHT_MISTAKES,
@@ -153,7 +161,9 @@ def _variant(tag: str) -> Callable[..., tuple]:
 
 
 GRADIENTS = Exercise(
-    title=f"the backward pass (E, dE/dw1, dE/dw2) (eqs. 5.3-5.12 of {SEED})",
+    title="the backward pass (E, dE/dw1, dE/dw2)",
+    notebook_equation=5,
+    equation="tanh-dw1",
     chapter=GRADIENT,
     correct=ref.gradients,
     mistakes={tag: _variant(tag) for tag in (
