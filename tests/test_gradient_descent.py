@@ -197,3 +197,29 @@ def test_network_obeys_the_critical_learning_rate():
         final[factor] = [net.train_step(X, y[:, None], lr=factor * eta_star)
                          for _ in range(300)][-1]
     assert final[0.95] < 0.01 and final[1.05] > 1e6
+
+
+def test_the_box_on_finite_differences():
+    """The chapter's box: forward error O(h), central O(h^2), and the balancing steps (about
+    1e-8 forward, 5e-6 central, in float64 for values of order 1) on the chapter's landscape."""
+    x, y = 0.7, -1.2
+    exact = descent.grad_F(np.array([x]), np.array([y]))[0, 0]
+    F = descent.F
+
+    def errors(h):
+        forward = (F(x + h, y) - F(x, y)) / h
+        central = (F(x + h, y) - F(x - h, y)) / (2 * h)
+        return abs(forward - exact), abs(central - exact)
+
+    f1, c1 = errors(1e-2)
+    f2, c2 = errors(5e-3)
+    assert f1 / f2 == pytest.approx(2, rel=0.05)          # truncation: proportional to h
+    assert c1 / c2 == pytest.approx(4, rel=0.05)          # proportional to h^2
+    hs = np.logspace(-11, -1, 101)
+    both = np.array([errors(h) for h in hs])
+    best_forward, best_central = hs[both[:, 0].argmin()], hs[both[:, 1].argmin()]
+    assert 1e-9 <= best_forward <= 1e-7
+    assert 1e-6 <= best_central <= 3e-5
+    u = np.finfo(float).eps / 2
+    assert u ** 0.5 == pytest.approx(1e-8, rel=0.1) and u ** (1 / 3) == pytest.approx(5e-6, rel=0.1)
+    assert both[0, 1] > 100 * both[:, 1].min()            # too small a step: round-off wins

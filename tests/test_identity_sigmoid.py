@@ -247,3 +247,16 @@ def test_two_weight_sign_rule_cycles_037_away_on_one_side_of_the_minimum():
     assert signs[0][0] == signs[0][1] == -signs[1][0] == -signs[1][1]
     towards = minimum - np.mean(cycle, axis=0)
     assert np.sign(towards[0]) == -np.sign(towards[1])
+
+
+def test_exercise_one_step_by_hand():
+    """is-ex-one-step: w = 0, x = y = 1, mu = 1 gives 0.5, 0.125, -0.125, w = 0.125, E = 0.1099."""
+    y_hat = isg.T_hat(0.0, 1.0)
+    assert y_hat == 0.5 and isg.E(y_hat, 1.0) == 0.125
+    assert isg.dE_dw(0.0, 1.0, 1.0) == -0.125
+    w = isg.update(0.0, 1.0, 1.0, 1.0)
+    assert w == 0.125
+    assert round(float(isg.T_hat(w, 1.0)), 4) == 0.5312
+    after = float(isg.E(isg.T_hat(w, 1.0), 1.0))
+    assert round(after, 4) == 0.1099 and after < 0.125
+    assert round(0.5 * (0.5312 - 1) ** 2, 4) == 0.1099          # from the rounded output

@@ -763,6 +763,20 @@ def test_every_erratum_names_a_test_that_exists() -> None:
         assert all(n in here for n in named), f"{label}: {set(named) - here}"
 
 
+def test_errata_entries_are_in_order() -> None:
+    """Within each seed's section the entries run E00s-1, E00s-2, ... with no gap or swap."""
+    text = (BOOK / "errata.md").read_text()
+    headings = re.findall(r"^\*\*(E\d{3}-\d+(?:, E\d{3}-\d+)*) —", text, re.MULTILINE)
+    by_seed: dict[str, list[int]] = {}
+    for heading in headings:
+        for label in heading.split(", "):
+            seed, number = label[1:].split("-")
+            by_seed.setdefault(seed, []).append(int(number))
+    assert list(by_seed) == ["000", "001", "002", "003"]
+    for seed, numbers in by_seed.items():
+        assert numbers == list(range(1, len(numbers) + 1)), (seed, numbers)
+
+
 # --- the notation bridge: the three small models are course_pkg.Network ------------------
 
 def test_bridge_000_is_a_one_by_one_network() -> None:

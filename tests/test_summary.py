@@ -165,3 +165,20 @@ def test_every_equation_is_labelled_and_every_chapter_exists():
                       "sum-gradients", "sum-batch", "sum-step", "sum-node"]
     for doc in set(re.findall(r"\{doc\}`([a-z_]+)`", body)):
         assert (ROOT / "book" / f"{doc}.md").is_file(), doc
+
+
+def test_exercise_a_network_without_activations():
+    """sum-ex-linear: identity activations give delta_1 = W_2^T ... W_L^T delta_L and one
+    affine map W_L ... W_1 x + c."""
+    rng = np.random.default_rng(13)
+    net = cp.Network([3, 4, 5, 2], "identity", loss="squared_error", seed=6)
+    for b in net.biases:
+        b += rng.normal(size=b.shape)
+    X, Y = rng.normal(size=(1, 3)), rng.normal(size=(1, 2))
+    _, _, db = net.loss_and_gradients(X, Y)
+    W = net.weights
+    np.testing.assert_allclose(db[0], W[1].T @ W[2].T @ db[2], rtol=1e-12)
+    product = W[2] @ W[1] @ W[0]
+    c = net.forward(np.zeros((1, 3)))[1][3][:, 0]
+    Xs = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(net.forward(Xs)[1][3], product @ Xs.T + c[:, None], rtol=1e-12)

@@ -189,3 +189,39 @@ def test_bad_input_is_rejected():
         tanh_fit.fit_snapshots("cube")
     with pytest.raises(ValueError, match="no snapshot"):
         tanh_fit.fitted_network("sin", 7)
+
+
+def test_exercise_one_hidden_unit_by_hand():
+    """tanh-ex-by-hand: x = 1, w1 = 0.5, w2 = 2, target 1, every number of the solution."""
+    w1, w2, x, target = np.array([[0.5]]), np.array([[2.0]]), np.array([1.0]), np.array([1.0])
+    h, z, y = t2.forward(w1, w2, x)
+    assert (round(h[0], 4), round(z[0], 4), round(y[0], 4)) == (0.5, 0.4621, 0.9242)
+    assert round(t2.E(y, target), 4) == 0.0029
+    assert round(y[0] - target[0], 4) == -0.0758
+    dw2, dw1 = t2.dE_dw2(z, y, target), t2.dE_dw1(w2, x, z, y, target)
+    assert round(dw2[0, 0], 4) == -0.0350 and round(dw1[0, 0], 4) == -0.1192
+    assert round(1 - z[0] ** 2, 4) == 0.7864 and round(2 * (y[0] - target[0]), 4) == -0.1515
+
+    def error(v1, v2):
+        return t2.E(t2.forward(np.array([[v1]]), np.array([[v2]]), x)[2], target)
+
+    eps = 1e-6
+    assert (error(0.5, 2 + eps) - error(0.5, 2 - eps)) / (2 * eps) == pytest.approx(dw2[0, 0])
+    assert (error(0.5 + eps, 2) - error(0.5 - eps, 2)) / (2 * eps) == pytest.approx(dw1[0, 0])
+
+
+def test_exercise_a_sigmoid_hidden_layer():
+    """tanh-ex-sigmoid: only f' changes, 1 - z^2 -> z (1 - z), checked by finite differences."""
+    rng = np.random.default_rng(4)
+    w1, w2 = rng.normal(size=(3, 2)), rng.normal(size=(2, 3))
+    x, target = rng.normal(size=2), rng.normal(size=2)
+
+    def forward(v1):
+        z = 1 / (1 + np.exp(-(v1 @ x)))
+        return z, w2 @ z
+
+    z, y = forward(w1)
+    formula = np.outer(z * (1 - z) * ((y - target) @ w2), x)
+    numeric = central_differences(lambda v: 0.5 * np.sum((forward(v)[1] - target) ** 2), w1)
+    np.testing.assert_allclose(formula, numeric, atol=1e-8)
+    np.testing.assert_allclose(t2.dE_dw2(z, y, target), np.outer(y - target, z))
