@@ -286,3 +286,132 @@ def test_proof_steps_on_the_skip_network(j):
     dE_deps_j = central_differences(lambda e: G.error(x, t, shift={j: e[0]}), np.zeros(1))[0]
     assert g_prime * dPsi.sum() == pytest.approx(dE_deps_j, abs=1e-8)
     assert dE_deps_j == pytest.approx(-Delta[j], abs=1e-8)
+
+
+# -- the gate view (cg-combine), (cg-delta-gate) -------------------------------------------------
+def input_gradients(G, x, t):
+    """-dE_n/da_i of every input: the bracket of (cg-delta-gate), one term per child."""
+    inp, a = G.forward(x)
+    Delta = G.error_signals(inp, a, t)
+    return {i: sum(G.w[i, k] * G.local_gradients(k, a)[i] * Delta[k] for k in G.children[i])
+            for i in G.inputs}, Delta
+
+
+def input_differences(G, x, t):
+    names = list(x)
+    fd = central_differences(lambda v: G.error(dict(zip(names, v, strict=True)), t),
+                             np.array([x[i] for i in names]))
+    return dict(zip(names, -fd, strict=True))
+
+
+def test_the_chapter_gate_example():
+    """s = xy + max(y, z) at (3, -4, 2), t = 0: add distributes, multiply swaps, max routes,
+    the copy of y adds."""
+    G = Graph(["x", "y", "z"], {"q": "identity", "m": "identity", "s": "identity"},
+              {("x", "q"): 1.0, ("y", "q"): 1.0, ("y", "m"): 1.0, ("z", "m"): 1.0,
+               ("q", "s"): 1.0, ("m", "s"): 1.0}, ["s"], combine={"q": "product", "m": "max"})
+    x = {"x": 3.0, "y": -4.0, "z": 2.0}
+    grads, Delta = input_gradients(G, x, [0.0])
+    s = 3.0 * -4.0 + max(-4.0, 2.0)
+    assert s == -10.0 and G.error(x, [0.0]) == 50.0
+    assert Delta == {"s": 10.0, "q": 10.0, "m": 10.0}                 # add distributes
+    assert grads == {"x": -40.0, "y": 30.0, "z": 10.0}                # swap, route, add
+    # E = (xy + max(y, z))^2 / 2: dE/dx = s y, dE/dy = s x (z wins the max), dE/dz = s
+    assert grads == {"x": -s * -4.0, "y": -s * 3.0, "z": -s}
+    fd = input_differences(G, x, [0.0])
+    for i in x:
+        assert fd[i] == pytest.approx(grads[i], abs=1e-6)
+
+
+def test_exercise_gates_by_hand():
+    G = Graph(["x", "y", "z"], {"p": "identity", "m": "identity", "f": "identity"},
+              {("x", "p"): 1.0, ("y", "p"): 1.0, ("y", "m"): 1.0, ("z", "m"): 1.0,
+               ("p", "f"): 1.0, ("m", "f"): 1.0}, ["f"], combine={"m": "max", "f": "product"})
+    x = {"x": 1.0, "y": 2.0, "z": -1.0}
+    grads, Delta = input_gradients(G, x, [10.0])
+    assert Delta == {"f": 4.0, "p": 8.0, "m": 12.0}
+    assert grads == {"x": 8.0, "y": 20.0, "z": 0.0}
+    fd = input_differences(G, x, [10.0])
+    for i in x:
+        assert fd[i] == pytest.approx(grads[i], abs=1e-6)
+
+
+# -- reverse mode as vector-Jacobian products (cg-vjp) ---------------------------------------------
+def test_back_propagation_from_v_is_pytorchs_backward_with_gradient_v():
+    """y.backward(gradient=V) on a batch equals course_pkg.back_propagate from delta_L = V^T."""
+    torch = pytest.importorskip("torch")
+    import course_pkg as cp
+
+    net = cp.Network([3, 4, 2], ["tanh", "identity"], seed=5)
+    rng = np.random.default_rng(8)
+    X, V = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    z, a = net.forward(X)
+    dW, db, _ = cp.back_propagate(net.W, z, a, V.T, net.S_prime)
+    W1, W2 = (torch.tensor(net.W[l], requires_grad=True) for l in (1, 2))
+    b1, b2 = (torch.tensor(net.b[l], requires_grad=True) for l in (1, 2))
+    Y = torch.tanh(torch.tensor(X) @ W1.T + b1) @ W2.T + b2
+    Y.backward(gradient=torch.tensor(V))
+    for ours, theirs in ((dW[1], W1), (dW[2], W2), (db[1], b1), (db[2], b2)):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_the_chapter_vjp_and_the_jacobian_row_by_row():
+    import course_pkg as cp
+
+    net = cp.Network([3, 4, 2], ["tanh", "identity"], seed=5)
+    x, v = np.array([0.3, -1.2, 0.8]), np.array([2.0, -0.5])
+    z, a = net.forward(x[None, :])
+    W1 = net.W[1].copy()
+
+    def g(flat):
+        probe = net.copy()
+        probe.W[1][...] = flat.reshape(W1.shape)
+        return probe.predict(x[None, :])[0]
+
+    J = np.column_stack([(g(W1.ravel() + 1e-6 * e) - g(W1.ravel() - 1e-6 * e)) / 2e-6
+                         for e in np.eye(W1.size)])
+    vjp = cp.back_propagate(net.W, z, a, v[:, None], net.S_prime)[0][1].ravel()
+    np.testing.assert_allclose(vjp, v @ J, atol=1e-8)
+    rows = [cp.back_propagate(net.W, z, a, e[:, None], net.S_prime)[0][1].ravel()
+            for e in np.eye(2)]
+    np.testing.assert_allclose(rows, J, atol=1e-8)
+    # the layer's Jacobian dz_2/dz_1 = W_2 D_1, and delta_1 = D_1 W_2^T delta_2 = (W_2 D_1)^T v
+    D1 = np.diag(1 - np.tanh(z[1][:, 0]) ** 2)
+    _, _, delta = cp.back_propagate(net.W, z, a, v[:, None], net.S_prime)
+    np.testing.assert_allclose(delta[1][:, 0], (net.W[2] @ D1).T @ v, rtol=1e-12)
+
+
+def test_exercise_vjp_with_graph_targets_a_plus_v():
+    import course_pkg as cp
+
+    rng = np.random.default_rng(2)
+    W = [rng.normal(size=(4, 3)), rng.normal(size=(2, 4))]
+    b = [rng.normal(size=4), rng.normal(size=2)]
+    G = Graph.from_layers(W, b, ["tanh", "identity"])
+    net = cp.Network([3, 4, 2], ["tanh", "identity"], weights=W, biases=b)
+    x, v = rng.normal(size=3), np.array([0.7, -1.3])
+    _, a = G.forward(x)
+    grad = G.gradient(x, [a[2, 0] + v[0], a[2, 1] + v[1]])
+    z, a_net = net.forward(x[None, :])
+    dW, db, _ = cp.back_propagate(net.W, z, a_net, -v[:, None], net.S_prime)
+    for l in (1, 2):
+        for k in range(net.sizes[l]):
+            assert grad["bias", (l, k)] == pytest.approx(db[l][k], abs=1e-12)
+            for i in range(net.sizes[l - 1]):
+                assert grad[(l - 1, i), (l, k)] == pytest.approx(dW[l][k, i], abs=1e-12)
+
+
+# -- no label slug in what the chapters print or plot ---------------------------------------------
+@pytest.mark.parametrize("page", ["computational_graphs", "gradient_checking", "initialisation",
+                                  "efficiency", "fast_step"])
+def test_code_cells_print_no_label_slugs(page):
+    """Printed outputs and legends show equation numbers or words, never "(gc-kink)"."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "book" / f"{page}.md").read_text()
+    cells = re.findall(r"```\{code-cell\}.*?```", text, flags=re.DOTALL)
+    assert cells
+    slugs = [m for cell in cells for m in re.findall(r"\((?:gc|init|cg|eff|nd|mf|we|fast)-\w",
+                                                     cell)]
+    assert slugs == []
