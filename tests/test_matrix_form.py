@@ -292,10 +292,10 @@ def test_digits_training_learns():
     X_train, X_test, y_train, y_test = cp.load_digits_split()
     net = cp.Network([64, 32, 10], ["relu", "softmax"], loss="cross_entropy", seed=0)
     assert net.num_parameters == 2410
-    hist = cp.train(net, X_train, y_train, lr=0.1, epochs=20, batch_size=32,
+    hist = cp.train(net, X_train, y_train, lr=0.1, epochs=30, batch_size=32,
                     X_val=X_test, Y_val=y_test, progress=False)
     assert hist.loss[-1] < 0.5 * hist.loss[0]
-    assert hist.val_accuracy[-1] > 0.93
+    assert 0.95 < hist.val_accuracy[-1] < 0.975          # the chapter: "about 96%" after 30
     assert hist.val_accuracy[-1] == pytest.approx(cp.accuracy(net, X_test, y_test))
 
 

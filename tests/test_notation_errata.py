@@ -749,6 +749,19 @@ def test_typing_slips_are_not_repeated_in_the_book() -> None:
     assert all(s in errata for s in slips)
 
 
+def test_back_propagation_is_spelt_one_way() -> None:
+    """The book writes "back-propagation" (and back-propagate, -d, -s) in its prose, headings
+    and title; code (cells, inline code, labels) is not prose."""
+    other = re.compile(r"\bback ?propagat\w*|\bbackprop\b", re.IGNORECASE)
+    for page in sorted(BOOK.glob("*.md")):
+        prose = re.sub(r"```.*?```", " ", page.read_text(), flags=re.DOTALL)
+        prose = re.sub(r"`[^`\n]*`", " ", prose)                  # inline code and {roles}
+        prose = re.sub(r"^:(label|name):.*$", " ", prose, flags=re.MULTILINE)
+        assert other.findall(prose) == [], page.name
+    config = (BOOK.parent / "_config.yml").read_text()
+    assert 'title: "Back-propagation, derived"' in config and not other.search(config)
+
+
 def test_every_erratum_names_a_test_that_exists() -> None:
     """Each entry of book/errata.md (E..., Checked) names at least one test of this module."""
     text = (BOOK / "errata.md").read_text()

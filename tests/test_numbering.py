@@ -63,6 +63,84 @@ def test_the_configuration_numbers_equations_per_chapter() -> None:
     assert config["numfig_secnum_depth"] == 1
 
 
+def chapter_numbers() -> dict[str, str]:
+    """Page -> the number its title shows: 1, 2, ... for the chapters, A, B, ... for the
+    appendices (book/_ext/numbering.py letters the part captioned "Appendices")."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbers, count = {}, 0
+    for part in toc["parts"]:
+        pages = [Path(entry["file"]).name for entry in part["chapters"]]
+        if part.get("caption") == "Appendices":
+            numbers.update({page: chr(ord("A") + i) for i, page in enumerate(pages)})
+        else:
+            for page in pages:
+                count += 1
+                numbers[page] = str(count)
+    return numbers
+
+
+LABELLED = re.compile(r"^\$\$\s*\(([\w-]+)\)\s*$|^:label:\s*([\w-]+)\s*$", re.MULTILINE)
+
+
+def equation_numbers() -> dict[str, str]:
+    """Label -> '5.2', from the sources: the k-th labelled display equation of a page (a
+    ``$$ ... $$ (label)`` or a ``{math}`` block with ``:label:``) is number k of its chapter."""
+    numbers = {}
+    for page, chapter in chapter_numbers().items():
+        text = (ROOT / "book" / f"{page}.md").read_text()
+        labels, k = [], 0
+        for match in LABELLED.finditer(text):
+            if match.group(1):
+                labels.append(match.group(1))
+            else:                                        # a :label: of a {math} block only
+                opening = text.rfind("```{", 0, match.start())
+                if text.startswith("```{math}", opening):
+                    labels.append(match.group(2))
+        for label in labels:
+            k += 1
+            numbers[label] = f"{chapter}.{k}"
+    return numbers
+
+
+def test_equation_numbers_from_the_sources() -> None:
+    numbers = equation_numbers()
+    assert numbers["gd-landscape"].startswith(chapter_numbers()["gradient_descent"] + ".")
+    assert numbers["mf-forward"] == chapter_numbers()["matrix_form"] + ".1"
+    assert all(re.fullmatch(r"(\d+|[A-Z])\.\d+", n) for n in numbers.values())
+
+
+def test_no_plot_legend_names_a_label() -> None:
+    """book/_ext/numbering.py writes numbers for labels in code and text outputs, but a legend
+    is drawn into a picture: it must not contain a label."""
+    labels = set(equation_numbers())
+    for page in PAGES:
+        text = (ROOT / "book" / f"{page}.md").read_text()
+        for legend in re.findall(r"label\s*=\s*r?f?[\"']([^\"']*)[\"']", text):
+            assert not {s for s in re.findall(r"\(([\w-]+)\)", legend) if s in labels}, (
+                page, legend)
+
+
+def test_the_built_site_shows_numbers_not_labels(tmp_path_factory) -> None:
+    """Every equation's number in the built pages is the one the sources give; no page shows a
+    label in parentheses (code cells and outputs included); appendices are lettered."""
+    from test_book_build import built_site
+
+    site = built_site(tmp_path_factory)
+    expected = equation_numbers()
+    chapters = chapter_numbers()
+    labels = re.compile(r"\((" + "|".join(map(re.escape, expected)) + r")\)")
+    for page, chapter in chapters.items():
+        html = (site.html / "book" / f"{page}.html").read_text()
+        title = re.search(r'<h1><span class="section-number">([^<]*?)\.', html)
+        assert title is not None and title.group(1) == chapter, (page, title)
+        for label, number in re.findall(
+                r'<span class="eqno">\(([^)]*)\)<a class="headerlink" href="#equation-([\w-]+)"',
+                html):
+            assert expected[label] == number, (page, label, number)
+        visible = re.sub(r"<[^>]+>", "", html)
+        assert labels.findall(visible) == [], (page, labels.findall(visible)[:5])
+
+
 def test_built_equation_numbers_restart_in_every_chapter(tmp_path_factory) -> None:
     """In the built site, the k-th numbered equation of chapter C reads (C.k)."""
     from test_book_build import built_site
@@ -71,8 +149,8 @@ def test_built_equation_numbers_restart_in_every_chapter(tmp_path_factory) -> No
     checked = 0
     for page in PAGES:
         html = (site.html / "book" / f"{page}.html").read_text()
-        chapter = re.search(r'<h1><span class="section-number">(\d+)\.', html)
-        numbers = re.findall(r'class="eqno">\((\d+)\.(\d+)\)', html)
+        chapter = re.search(r'<h1><span class="section-number">(\d+|[A-Z])\.', html)
+        numbers = re.findall(r'class="eqno">\((\d+|[A-Z])\.(\d+)\)', html)
         if chapter is None:
             assert numbers == [], page             # an unnumbered page numbers nothing
             continue
@@ -80,3 +158,16 @@ def test_built_equation_numbers_restart_in_every_chapter(tmp_path_factory) -> No
         assert [int(k) for _, k in numbers] == list(range(1, len(numbers) + 1)), page
         checked += len(numbers)
     assert checked > 50
+
+
+MY_CHAPTERS = ["gradient_descent", "identity_sigmoid", "tanh_two_layer", "worked_example",
+               "matrix_form", "output_and_saturation", "node_delta", "summary"]
+
+
+@pytest.mark.parametrize("page", MY_CHAPTERS)
+def test_every_chapter_has_three_exercises_with_solutions(page: str) -> None:
+    text = (ROOT / "book" / f"{page}.md").read_text()
+    exercises = re.findall(r"```\{exercise\}[^\n]*\n:label: ([\w-]+)", text)
+    solutions = re.findall(r"```\{solution\} ([\w-]+)", text)
+    assert len(exercises) >= 3, (page, exercises)
+    assert sorted(exercises) == sorted(solutions), page
