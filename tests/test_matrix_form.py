@@ -421,6 +421,8 @@ def test_the_theorem_asks_for_derivatives_at_the_point():
     assert r"$\mathbf S_l$ is differentiable at $\mathbf z_l$" in theorem
     assert r"is differentiable at $\mathbf g = \mathbf a_L$" in theorem
     assert r"\mathrm{diag}\big(S_l'(z_{l,1}), \dots, S_l'(z_{l,p_l})\big)" in text
+    assert r"\mathbf S_l(\mathbf z) = [S_l(z_1), \dots, S_l(z_{p_l})]^\top" in text
+    assert "[S(z_1)" not in text
     # at a point where a ReLU pre-activation is exactly 0 the hypothesis fails, and the two
     # one-sided slopes of C differ: no value of S'(0) makes both right
     net = cp.Network([2, 2, 1], ["relu", "identity"], loss="squared_error", seed=0,

@@ -280,7 +280,7 @@ def test_a_step_back_multiplies_by_D_and_W_transpose():
     assert round(0.0340 / 0.1353, 2) == 0.25
     ratio_text = r"\|\boldsymbol\delta_1\| / \|\boldsymbol\delta_2\| = 0.0340 / 0.1353 \approx 0.25"
     assert ratio_text in text
-    assert "\\frac14\\cdot 1.414 = 0.354" in text
+    assert "at most $\\frac14\\cdot 1.414 = 0.354$ times" in text
     assert "at most $\\frac14$" not in text
     # a W with ||W||_2 > 4 lets the error grow through a sigmoid layer at z = 0
     big = 5 * np.eye(2)
