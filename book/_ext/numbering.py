@@ -23,7 +23,6 @@ from typing import Any
 
 from docutils import nodes
 from sphinx import addnodes
-from sphinx.util.nodes import make_id
 
 APPENDIX_CAPTION = "Appendices"
 """The caption, in ``_toc.yml``, of the part whose pages are lettered."""
@@ -78,7 +77,7 @@ def equation_numbers(env: Any) -> dict[str, str]:
     numbers = {}
     for label, (docname, _serial) in env.get_domain("math").equations.items():
         number = env.toc_fignumbers.get(docname, {}).get("displaymath", {}).get(
-            make_id(f"equation-{label}"))
+            nodes.make_id(f"equation-{label}"))
         if number:
             numbers[label] = env.config.math_numsep.join(map(str, number))
     return numbers
