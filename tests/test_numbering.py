@@ -58,18 +58,22 @@ def test_every_dotted_number_in_prose_names_its_seed(page: str) -> None:
 def test_the_configuration_numbers_equations_per_chapter() -> None:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
-    assert all(part.get("numbered") for part in toc["parts"])
+    # every part but "Start here" (book/get_started.md: no chapter of its own) is numbered
+    assert all(part.get("numbered") for part in toc["parts"] if part.get("caption") != "Start here")
     assert config["math_numfig"] is True
     assert config["numfig_secnum_depth"] == 1
 
 
 def chapter_numbers() -> dict[str, str]:
     """Page -> the number its title shows: 1, 2, ... for the chapters, A, B, ... for the
-    appendices (book/_ext/numbering.py letters the part captioned "Appendices")."""
+    appendices (book/_ext/numbering.py letters the part captioned "Appendices"); the pages of
+    an unnumbered part have none."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     numbers, count = {}, 0
     for part in toc["parts"]:
         pages = [Path(entry["file"]).name for entry in part["chapters"]]
+        if not part.get("numbered"):
+            continue
         if part.get("caption") == "Appendices":
             numbers.update({page: chr(ord("A") + i) for i, page in enumerate(pages)})
         else:
