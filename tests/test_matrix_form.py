@@ -528,3 +528,17 @@ def test_exercise_when_the_error_grows():
         assert ratio == pytest.approx(np.max(S_p) * np.linalg.norm(W, 2))
     assert round(1.25 ** 10, 1) == 9.3
 
+
+
+def test_the_saturation_chapter_quotes_its_figure():
+    """output_and_saturation: with ten hidden layers the sigmoid network's first layer gets a
+    gradient 'millions of times smaller' than its last; tanh and ReLU stay 'within about one
+    order of magnitude'."""
+    sig = saturation.layer_norms(10, "sigmoid")
+    assert 1e6 <= sig[-1] / sig[0] < 1e7
+    for name in ("tanh", "relu"):
+        norms = saturation.layer_norms(10, name)
+        assert norms.max() / norms.min() < 10
+    text = " ".join((ROOT / "book" / "output_and_saturation.md").read_text().split())
+    assert "a gradient millions of times smaller than its last" in text
+    assert "within about one order of magnitude of each other" in text
