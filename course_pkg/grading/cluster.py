@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from course_pkg.grading.identity import private_folder
 from course_pkg.grading.task import grade
 
 
@@ -47,7 +48,8 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Any]:
             return
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", scheduler_port=0, dashboard_address=":0",
-                          worker_dashboard_address=":0", silence_logs=50) as cluster, \
+                          worker_dashboard_address=":0", silence_logs=50,
+                          local_directory=str(private_folder("dask"))) as cluster, \
                 Client(cluster) as client:
             yield client
 

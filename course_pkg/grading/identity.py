@@ -83,6 +83,15 @@ def open_private_dir(folder: Path) -> int:
     return fd
 
 
+def private_folder(name: str) -> Path:
+    """The folder ``name`` of this user's runtime folder, created and checked as
+    :func:`open_private_dir` does (e.g. the embedded Dask cluster's scratch space, which would
+    otherwise be the fixed ``/tmp/dask-scratch-space``)."""
+    folder = runtime_dir() / name
+    os.close(open_private_dir(folder))
+    return folder
+
+
 def _problem(info: os.stat_result, kind: str) -> str | None:
     if info.st_uid != os.geteuid():
         return f"the {kind} belongs to user id {info.st_uid}, not to this user ({os.geteuid()})"

@@ -366,15 +366,15 @@ def diagnose(returncode: int, stderr: str, sources: dict[str, str], uid: int | N
     last = lines[-1].strip()[:300] if lines else f"exit status {returncode}, no message"
     env = ", ".join(v for k, v in sources.items() if k != "package")
     who = f" (user id {uid})" if uid is not None else ""
-    if any(line.startswith("bwrap:") for line in lines):
-        return (f"grader fault: bubblewrap could not set up the sandbox ({last}); the Python "
-                f"environment ({env}) and the system folders must exist and be readable by "
-                f"the sandbox's user{who}")
     if returncode == 127 or "No such file or directory" in last or "execvp" in last:
         return (f"grader fault: the Python interpreter {sys.executable} is not visible inside "
                 f"the sandbox ({last}); the sandbox binds {env}: make the interpreter's "
                 f"installation readable by the sandbox's user{who}, or install the course in an "
                 f"environment whose files it can read")
+    if any(line.startswith("bwrap:") for line in lines):
+        return (f"grader fault: bubblewrap could not set up the sandbox ({last}); the Python "
+                f"environment ({env}) and the system folders must exist and be readable by "
+                f"the sandbox's user{who}")
     if "ModuleNotFoundError" in last or "ImportError" in last:
         return (f"grader fault: the Python environment is not usable inside the sandbox "
                 f"({last}); the sandbox binds {env} read-only: install numpy, IPython and the "

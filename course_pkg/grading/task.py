@@ -144,7 +144,7 @@ def _grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
         "error": (outcome.get("error") or "")[-2000:],
         "log": (outcome.get("log") or "")[-4000:],
         "events": events,
-        "limits": held,
+        "limits": held + _one_at_a_time(),
     }
     if answer["success"]:
         answer["grades"] = read_submission(f"sqlite:///{root / 'gradebook.db'}", assignment,
@@ -153,6 +153,20 @@ def _grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
                                 sorted((autograded / assignment).glob("*.ipynb"))}
     shutil.rmtree(submitted, ignore_errors=True)
     return answer
+
+
+def _one_at_a_time() -> str:
+    """Words for the report when this process's Dask worker has several threads."""
+    try:
+        from distributed import get_worker
+
+        threads = int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return ""
+    if threads <= 1:
+        return ""
+    return (f"; one submission at a time per worker process (this worker has {threads} "
+            "threads; nbgrader cannot run twice in one process)")
 
 
 def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
