@@ -259,3 +259,100 @@ def test_instructor_cells_lose_only_their_imports_of_the_checks():
     source = ("import numpy as np\nfrom course_pkg.checks.matrix_form import check_gradients\n"
               "from course_pkg.helpers import softmax")
     assert sandbox_source(source) == "import numpy as np\nfrom course_pkg.helpers import softmax"
+
+
+# -- the runtime under the student's code (issue 14 items 3, 5, 6, 8, 9) -----------------------
+CHILDREN_REAPED_UNSEEN = """\
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps them: nobody waits for them
+burn = ("import sys, time\\nend = time.process_time() + 0.6\\n"
+        "while time.process_time() < end: pass\\nopen(sys.argv[1], 'w').close()")
+for n in range(2):
+    subprocess.Popen([sys.executable, "-c", burn, f"/tmp/done-{n}"])
+while not all(os.path.exists(f"/tmp/done-{n}") for n in range(2)):
+    time.sleep(0.05)
+time.sleep(0.2)
+"""
+
+
+@pytest.mark.parametrize("group", ["control group", "no control group"])
+def test_cpu_of_children_reaped_unseen_is_counted(package, monkeypatch, group):
+    from course_pkg.grading import cgroup
+
+    if group == "no control group":
+        monkeypatch.setattr(cgroup, "create", lambda *args, **kwargs: None)
+    with SandboxedKernel(package, {}, Limits(cell_timeout=60, memory_bytes=2**30)) as kernel:
+        if group == "control group" and kernel.cgroup is None:
+            pytest.skip("no control group can be made here (not root, or none writable)")
+        assert ("counted by the control group" in kernel.accounting) == (
+            group == "control group"), kernel.accounting
+        before = kernel.cpu_seconds()
+        assert run(kernel, CHILDREN_REAPED_UNSEEN) == ""
+        used = kernel.cpu_seconds() - before
+    assert used >= 1.0, (group, used)  # 2 x 0.6 s; the live process tree alone saw ~0
+
+
+def test_every_writable_file_system_of_the_sandbox_is_sized(kernel):
+    fill = ("def fill(path):\n    n = 0\n    try:\n        with open(path, 'wb') as f:\n"
+            "            for _ in range(40):\n                f.write(b'x' * 2**20)\n"
+            "                f.flush()\n                n += 1\n    except OSError as err:\n"
+            "        return n, err.errno\n    return n, 0\n"
+            "for target in ['/x', '/opt/x', '/dev/x', '/dev/shm/x', '/tmp/x', 'x']:\n"
+            "    print(target, *fill(target))")
+    written = {line.split()[0]: tuple(map(int, line.split()[1:]))
+               for line in run(kernel, fill).splitlines()}
+    for target in ("/x", "/opt/x", "/dev/x"):
+        assert written[target] == (0, 30), (target, written)  # EROFS: read-only
+    assert written["/dev/shm/x"][1] == 28 and written["/dev/shm/x"][0] <= 16  # ENOSPC
+    for target in ("/tmp/x", "x"):  # LIMITS.disk_bytes is 8 MiB
+        assert written[target][1] == 28 and written[target][0] <= 8, (target, written)
+    assert run(kernel, "print(open('/dev/null', 'w').write('still usable'))").endswith("12\n")
+
+
+def test_two_sandboxes_alive_at_once_run_as_two_users(package):
+    import psutil
+
+    if os.geteuid() != 0:
+        pytest.skip("only a grader running as root gives each sandbox a user id of its own")
+    with SandboxedKernel(package, {}, LIMITS) as first, \
+            SandboxedKernel(package, {}, LIMITS) as second:
+        uids = [psutil.Process(k.process.pid).uids().real for k in (first, second)]
+        assert uids == [first.identity.uid, second.identity.uid] and uids[0] != uids[1]
+        assert run(first, "print('alive')") == run(second, "print('alive')") == "alive\n"
+
+
+def test_runtime_state_refuses_links_and_what_another_user_owns(tmp_path, monkeypatch):
+    from course_pkg.grading import identity
+
+    target = tmp_path / "victim"
+    target.write_text("keep")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(identity.UnsafeRuntimeState, match="not a folder of its own"):
+        identity.open_private_dir(tmp_path / "link")
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    with pytest.raises(identity.UnsafeRuntimeState, match="others may write"):
+        identity.open_private_dir(tmp_path / "open")
+    if os.geteuid() == 0:
+        (tmp_path / "theirs").mkdir(mode=0o700)
+        os.chown(tmp_path / "theirs", 23_999, 23_999)
+        with pytest.raises(identity.UnsafeRuntimeState, match="belongs to user id 23999"):
+            identity.open_private_dir(tmp_path / "theirs")
+        (tmp_path / "mine" / "sandbox-uids").mkdir(parents=True, mode=0o700)
+        (tmp_path / "mine" / "sandbox-uids" / "0.lock").symlink_to(target)
+        with pytest.raises(identity.UnsafeRuntimeState, match="lock file 0.lock"):
+            identity.SandboxIdentity.claim(tmp_path / "mine")
+        assert target.read_text() == "keep"
+        (tmp_path / "mine" / "sandbox-uids" / "0.lock").unlink()
+        one = identity.SandboxIdentity.claim(tmp_path / "mine")
+        two = identity.SandboxIdentity.claim(tmp_path / "mine")
+        assert (one.uid, two.uid) == (identity.ROOT_UID_BASE, identity.ROOT_UID_BASE + 1)
+        one.release()
+        assert identity.SandboxIdentity.claim(tmp_path / "mine").uid == identity.ROOT_UID_BASE
+        two.release()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "open"))  # not this user's alone
+    assert not str(identity.runtime_dir()).startswith(str(tmp_path / "open"))
+    (tmp_path / "xdg").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert identity.runtime_dir() == tmp_path / "xdg" / "course-grading"
