@@ -4,7 +4,8 @@ The chapter generalises the node-level proof of ``003_00675a7c1b711b2c.txt`` to 
 (cg-forward), (cg-error), topological order (cg-thm-order), the shifted inputs (cg-shift) and
 what dE/d in_j means (cg-meaning), the backward recursion (cg-delta) with its sum over the
 children, (cg-grad), the cost count (cg-cost), Bishop's network of ``001_ce18104b0c2237dd.txt``,
-and the four exercises.
+the gate view (cg-combine), (cg-delta-gate), vector-Jacobian products (cg-vjp, against PyTorch)
+and the exercises.
 """
 
 from __future__ import annotations
