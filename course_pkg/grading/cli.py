@@ -117,7 +117,9 @@ def _configured_timeout(course: Course) -> int:
 
 
 def cmd_feedback(course: Course, args: argparse.Namespace) -> int:
-    api = nbgrader_api(course)
+    from course_pkg.grading.withheld import feedback_config
+
+    api = nbgrader_api(course, **feedback_config())  # pages without the hidden tests
     _nbgrader(api.generate_feedback(args.assignment, force=True), "generate_feedback")
     folder = course.root / "feedback"
     made = sorted(p.parent.name for p in folder.glob(f"*/{args.assignment}"))

@@ -42,10 +42,9 @@ from course_pkg.grading.course import (
 from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
 from course_pkg.grading.preflight import assignment_record, assignment_spec, check_submission
 from course_pkg.grading.sandbox import Limits, bwrap_path
-from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
+from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular, valid_text
 from course_pkg.grading.withheld import checks_modules, package_hash, withheld_names
 
-MISTAKE_TAG = re.compile(r"\[mistake: ([^\]]+)\]")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MAX_NOTES = 12
 WEAK_LIMITS = "limits per process only"
@@ -58,11 +57,13 @@ class Outcome:
     """How one submission ended.
 
     ``status`` is ``"graded"`` or ``"not graded"``; ``mistakes`` maps each failed test cell to
-    its mistake tag (the ``[mistake: ...]`` of the feedback, else the error's name), and
-    ``feedback`` to the first line of the message the student sees. ``grader_fault`` marks a
-    submission that was not graded because of the grader (:meth:`_Recorder.fault`): the
-    command exits non-zero and the next run grades it again. ``limits`` says which limits and
-    which count of CPU time held in its sandbox (:func:`course_pkg.grading.sandbox.accounting`).
+    its mistake tag (from the grader's check, :func:`verdicts`), and ``feedback`` to the first
+    line of the message the student sees. ``grader_fault`` marks a submission that was not
+    graded because of the grader (:meth:`_Recorder.fault`): the command exits non-zero and the
+    next run grades it again. ``limits`` says which limits and which count of CPU time held in
+    its sandbox (:func:`course_pkg.grading.sandbox.accounting`). Every string is made valid
+    UTF-8 on entry (:func:`course_pkg.grading.untrusted.valid_text`): a lone surrogate from a
+    notebook's JSON cannot stop a report, an export or a progress line.
     """
 
     student: str
@@ -79,6 +80,13 @@ class Outcome:
     unchanged: bool = False
     grader_fault: bool = False
     limits: str = ""
+
+    def __post_init__(self) -> None:
+        self.student, self.status = valid_text(self.student), valid_text(self.status)
+        self.reason = valid_text(self.reason)
+        self.notes = [valid_text(n) for n in self.notes]
+        self.mistakes = {valid_text(k): valid_text(v) for k, v in self.mistakes.items()}
+        self.feedback = {valid_text(k): valid_text(v) for k, v in self.feedback.items()}
 
     def line(self) -> str:
         """The report line: score or "not graded: <reason>", then what happened to it.
@@ -279,7 +287,8 @@ class _Recorder:
             return
         notebooks = {name: nbformat.reads(text, as_version=4)
                      for name, text in answer["autograded"].items()}
-        mistakes, feedback, run_notes = read_autograded(notebooks)
+        run_notes = read_autograded(notebooks)
+        mistakes, feedback = verdicts(answer.get("events", []))
         grades = answer["grades"]
         manual = sorted(cell for record in grades["notebooks"].values()
                         for cell, grade in record["grades"].items() if grade["needs_manual_grade"])
@@ -331,14 +340,22 @@ def failure_reason(log: str) -> str:
     return f"nbgrader could not grade it: {detail}"
 
 
-def read_autograded(notebooks: dict[str, Any]) -> tuple[dict[str, str], dict[str, str],
-                                                        list[str]]:
-    """From autograded notebooks: each failed test's mistake tag and feedback line, and notes.
-
-    The notes say which cells ran out of time or memory, so that the report tells why.
-    """
+def verdicts(events: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each failed test's mistake tag and first feedback line, from the grader's ``verdict``
+    events (:meth:`course_pkg.grading.trusted.TrustedExecute._verdict`): the tag is the
+    trusted check's, never text that the student's code printed or raised."""
     mistakes: dict[str, str] = {}
     feedback: dict[str, str] = {}
+    for event in events:
+        if event.get("event") == "verdict" and isinstance(event.get("cell"), str):
+            mistakes[event["cell"]] = str(event.get("tag") or "unknown")
+            feedback[event["cell"]] = one_line(event.get("feedback") or "", 240)
+    return mistakes, feedback
+
+
+def read_autograded(notebooks: dict[str, Any]) -> list[str]:
+    """From autograded notebooks: notes on which cells ran out of time or memory, so that the
+    report tells why."""
     notes: list[str] = []
     for name, notebook in sorted(notebooks.items()):
         for index, cell in enumerate(notebook.cells):
@@ -352,14 +369,7 @@ def read_autograded(notebooks: dict[str, Any]) -> tuple[dict[str, str], dict[str
                 notes.append(f"{name}: {label} was stopped at the time limit per cell")
             elif error.get("ename") == "MemoryError":
                 notes.append(f"{name}: {label} ran out of memory (limit per kernel)")
-            if meta.get("grade") and not meta.get("solution"):
-                text = ANSI.sub("", f"{error.get('evalue', '')}\n" +
-                                "\n".join(error.get("traceback", [])))
-                tag = MISTAKE_TAG.search(text)
-                mistakes[label] = tag.group(1) if tag else error.get("ename", "error")
-                first = ANSI.sub("", str(error.get("evalue", ""))).strip().splitlines()
-                feedback[label] = (first[0] if first else error.get("ename", ""))[:240]
-    return mistakes, feedback, notes
+    return notes
 
 
 def event_notes(events: list[dict[str, Any]]) -> list[str]:
@@ -371,6 +381,8 @@ def event_notes(events: list[dict[str, Any]]) -> list[str]:
             notes.append(str(event.get("what", "")))
         elif event.get("event") == "capped":
             notes.append(f"output cut: {event.get('what', '')}")
+        elif event.get("event") == "note":
+            notes.append(str(event.get("what", "")))
     if not_run:
         notes.append(f"tests not run because the kernel had stopped (they score 0): "
                      f"{', '.join(map(str, not_run))}")

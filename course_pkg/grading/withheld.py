@@ -100,7 +100,10 @@ def build(target: Path, withheld: Iterable[str]) -> Path:
 
 
 def _stub_checks(source: Path, target: Path) -> None:
-    """``course_pkg.checks`` as empty shells: each ``check_...`` function does nothing.
+    """``course_pkg.checks`` as empty shells: each ``check_...`` function does nothing, and
+    each other public function of a checks module (the checks' own answers) raises
+    :class:`course_pkg.sandbox.WithheldError`, as the student's own notebook says when one is
+    called (``course_pkg.checks.guard``).
 
     A student who imports a check in an answer cell (to test as they work) keeps the rest of
     that cell; the checks themselves, their cases and mistake tables stay outside.
@@ -108,12 +111,20 @@ def _stub_checks(source: Path, target: Path) -> None:
     target.mkdir()
     (target / "__init__.py").write_text('"""The checks run in the grader, not here."""\n')
     for path in sorted(source.glob("*.py")):
-        names = [node.name for node in ast.parse(path.read_text()).body
-                 if isinstance(node, ast.FunctionDef) and node.name.startswith("check_")]
-        lines = ['"""The checks run in the grader, outside this sandbox: these do nothing."""', ""]
-        for name in names:
-            lines += ["", f"def {name}(*args, **kwargs):", "    return None", ""]
+        functions = [node.name for node in ast.parse(path.read_text()).body
+                     if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+        module = f"course_pkg.checks.{path.stem}"
+        lines = ['"""The checks run in the grader, outside this sandbox: these do nothing."""',
+                 "", "from course_pkg.sandbox import WithheldError as _WithheldError", ""]
+        for name in functions:
+            body = ("    return None" if name.startswith("check_") else
+                    f"    raise _WithheldError({_withheld_message(f'{module}.{name}')!r})")
+            lines += ["", f"def {name}(*args, **kwargs):", body, ""]
         (target / path.name).write_text("\n".join(lines))
+
+
+def _withheld_message(name: str) -> str:
+    return f"{name} is withheld while grading: the exercise asks you to write it yourself"
 
 
 def _stub(source: str, module: str, qualnames: set[str]) -> str:
@@ -142,8 +153,7 @@ def _stub(source: str, module: str, qualnames: set[str]) -> str:
 
 
 def _stub_function(node: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> ast.stmt:
-    message = (f"{name} is withheld while grading: the exercise asks you to write it "
-               "yourself")
+    message = _withheld_message(name)
     stub = ast.parse(f"def {node.name}(*args, **kwargs):\n"
                      f"    raise _WithheldError({message!r})").body[0]
     stub.decorator_list = [d for d in node.decorator_list
@@ -256,10 +266,10 @@ def allowed_packages(sources: Iterable[str]) -> frozenset[str]:
 
 def is_allowed(package: str, allowed: Iterable[str]) -> bool:
     """Whether the masked ``package`` (``sklearn/neural_network`` or ``sympy``) is allowed:
-    it, or a package above or below it, is in ``allowed``."""
+    it, or a module inside it, is in ``allowed`` (importing ``sklearn`` does not allow
+    ``sklearn.neural_network``)."""
     dotted = package.replace("/", ".")
-    return any(dotted == a or dotted.startswith(a + ".") or a.startswith(dotted + ".")
-               for a in allowed)
+    return any(dotted == a or a.startswith(dotted + ".") for a in allowed)
 
 
 HIDDEN_BLOCK = re.compile(r"^[^\n]*BEGIN HIDDEN TESTS.*?(END HIDDEN TESTS[^\n]*(\n|$)|\Z)",
@@ -282,3 +292,13 @@ class HideHiddenTests(NbGraderPreprocessor):
         if isinstance(meta, dict) and meta.get("grade") and isinstance(cell.get("source"), str):
             cell.source = without_hidden_tests(cell.source)
         return cell, resources
+
+
+def feedback_config() -> dict[str, dict[str, Any]]:
+    """nbgrader configuration for ``generate_feedback`` that drops hidden tests from the
+    pages (pass to :func:`course_pkg.grading.course.nbgrader_api` as keyword arguments)."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    return {"GenerateFeedback": {"preprocessors": [GetGrades, HideHiddenTests,
+                                                   CSSHTMLHeaderPreprocessor]}}
