@@ -198,10 +198,10 @@ def test_the_progress_bar_counts_failures_and_estimates_the_time_left():
     bar.advance(Outcome("graded"))
     time.sleep(0.01)
     bar.advance(Outcome("not graded"))
-    assert "2/4 graded, 1 not graded" in bar.line() and "left" in bar.line()
+    assert "2/4: 1 graded, 1 not graded" in bar.line() and "left" in bar.line()
     bar.advance(Outcome("graded"))
     bar.advance(Outcome("graded"))
-    assert stream.getvalue().endswith("4/4 graded, 1 not graded, done\n")
+    assert stream.getvalue().endswith("4/4: 3 graded, 1 not graded, done\n")
     quiet = io.StringIO()
     ProgressBar(quiet).start(3)  # a StringIO is not a terminal: nothing is drawn
     assert quiet.getvalue() == ""

@@ -4,10 +4,14 @@ Canvas exports a gradebook as CSV: the columns ``Student``, ``ID``, ``SIS User I
 ``SIS Login ID``, ``Section``, then one column per assignment (named ``<name> (<id>)``), then
 totals that Canvas computes itself; the first row under the header is ``Points Possible``.
 :func:`fill_roster` writes that same file back with the course's scores filled in, matching
-nbgrader's student ids against the roster column ``match`` (``SIS Login ID`` by default). An
-assignment without a column gets a new one, with its points possible. Nothing is dropped
-silently: the result lists the students graded here who have no roster row and the roster rows
-with no submission.
+nbgrader's student ids against the roster column ``match`` (``SIS Login ID`` by default).
+With ``match="ID"`` each student is matched by the Canvas user id that ``course collect``
+recorded from Canvas's download (the gradebook's ``lms_user_id``), which is what a Canvas round
+trip needs: students collected from Canvas's zip have ids made from their names. Canvas's
+columns and row order are kept; an assignment without a column gets a new one, with its points
+possible. Nothing is dropped silently: the result lists the students graded here who have no
+roster row and the roster rows with no submission. Scores and statuses come from the gradebook
+(:func:`course_pkg.grading.pipeline.outcomes`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,22 @@ def read_roster(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], [row + [""] * (width - len(row)) for row in rows[1:]]
 
 
+def roster_keys(course: Course, match: str) -> dict[str, str]:
+    """Each student id -> the value of the roster column ``match`` that identifies them.
+
+    ``ID`` is the Canvas user id recorded by ``course collect`` (students without one are
+    absent); any other column is matched against the student id itself.
+    """
+    from nbgrader.api import Gradebook
+
+    if not course.gradebook.exists():
+        return {}
+    with Gradebook(course.db_url) as gb:
+        if match == "ID":
+            return {s.id: str(s.lms_user_id) for s in gb.students if s.lms_user_id}
+        return {s.id: s.id for s in gb.students}
+
+
 def fill_roster(course: Course, assignments: list[str], roster: Path, target: Path,
                 match: str = "SIS Login ID") -> CanvasExport:
     """Write ``roster`` to ``target`` with the scores of ``assignments`` filled in.
@@ -59,8 +79,6 @@ def fill_roster(course: Course, assignments: list[str], roster: Path, target: Pa
     A student who was not graded (see ``course report``) gets an empty cell, which Canvas
     leaves unchanged, and is listed in :attr:`CanvasExport.not_graded`.
     """
-    from course_pkg.grading.report import gradebook_scores
-
     header, rows = read_roster(roster)
     if match not in header:
         raise ValueError(f"the roster has no column {match!r} to match student ids against "
@@ -70,11 +88,11 @@ def fill_roster(course: Course, assignments: list[str], roster: Path, target: Pa
     students = [r for r in rows if r[0].strip() != POINTS_POSSIBLE and r[key].strip()]
     result = CanvasExport()
     seen: set[str] = set()
+    keys = roster_keys(course, match)
     for assignment in assignments:
         records = {o.student: o for o in outcomes(course, assignment)}
         if not records:
             continue
-        scores = gradebook_scores(course, assignment)
         column = _column(header, assignment)
         if column is None:
             header.append(assignment)
@@ -85,20 +103,22 @@ def fill_roster(course: Course, assignments: list[str], roster: Path, target: Pa
         if points_row is not None:
             points_row[column] = f"{next(iter(records.values())).max_score:g}"
         by_id = {row[key].strip(): row for row in students}
+        matched: set[str] = set()
         for student, outcome in records.items():
-            row = by_id.get(student)
+            row = by_id.get(keys.get(student, student if match != "ID" else ""))
             if row is None:
                 if student not in seen:
                     result.not_in_roster.append(student)
                 continue
+            matched.add(row[key].strip())
             if outcome.status == "graded":
-                row[column] = f"{scores.get(student, outcome.score):g}"
+                row[column] = f"{outcome.score:g}"
                 result.filled += 1
             else:
                 row[column] = ""
                 result.not_graded.setdefault(assignment, []).append(student)
         seen |= set(records)
-        missing = sorted(set(by_id) - set(records))
+        missing = sorted(set(by_id) - matched)
         if missing:
             result.no_submission[assignment] = missing
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,15 @@
-"""Where the grading tasks run: Dask distributed, on this machine or on a cluster.
+"""Where the grading tasks run: in this process, or on Dask distributed, here or on a cluster.
+
+:func:`grade_batch` picks the way. One submission, or ``--workers 1``, is graded in this
+process, with no cluster at all: a late submission's grade is out as soon as nbgrader's own
+would be. A batch starts the embedded cluster in a thread and, until its workers are up,
+grades submissions here, so that the first result comes as fast as a single one; then the rest
+go to the cluster.
 
 With no scheduler address, :func:`connect` starts an embedded local cluster: one worker
 process per ``workers``, one thread each (a worker grades one submission at a time, in its own
-sandbox). With ``tcp://HOST:8786`` it connects to an existing cluster, started by hand
+sandbox); its workers ignore Ctrl-C, which the instructor's process handles alone.
+With ``tcp://HOST:8786`` it connects to an existing cluster, started by hand
 (``dask scheduler``, ``dask worker``) or by dask-jobqueue or dask-kubernetes. The same tasks
 (:func:`course_pkg.grading.task.grade`) run either way, and they carry all their data: no
 file system is shared.
@@ -17,6 +24,7 @@ far is kept, and the same command resumes from the manifest.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +34,108 @@ from course_pkg.grading.task import grade
 
 class SchedulerLost(RuntimeError):
     """The connection to the Dask scheduler was lost mid-batch."""
+
+
+QUIET_WORKER = """
+import signal, threading
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+"""
+"""Preloaded by every worker of the embedded cluster: Ctrl-C reaches the whole process group
+of a terminal, and only the instructor's process should answer it (one line, exit 130)."""
+
+Done = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def grade_batch(scheduler: str | None, workers: int, job: dict[str, Any],
+                submissions: list[dict[str, Any]], done: Done,
+                stage: Callable[[str], None] | None = None,
+                alive: Callable[[Callable[[], int]], None] | None = None) -> None:
+    """Grade ``submissions``, calling ``done(submission, answer)`` for each as it finishes.
+
+    ``stage`` hears what is happening before the first result (``starting 2 workers``,
+    ``grading``); ``alive`` is given a function that counts the workers alive now.
+    """
+    stage = stage or (lambda text: None)
+    alive = alive or (lambda count: None)
+    if not submissions:
+        return
+    if scheduler:
+        stage(f"connecting to {scheduler}")
+        with connect(scheduler, workers) as client:
+            alive(lambda: len(client.scheduler_info().get("workers", {})))
+            stage("grading")
+            grade_all(client, job, submissions, done)
+        return
+    if workers == 1 or len(submissions) == 1:
+        alive(lambda: 1)
+        stage("grading")
+        for submission in submissions:
+            done(submission, grade_here(job, submission))
+        return
+    starter = _Starter(workers)
+    stage(f"starting {workers} workers (grading here meanwhile)")
+    alive(lambda: 1 + starter.count())
+    try:
+        queue = list(submissions)
+        while queue and not starter.ready.is_set():
+            submission = queue.pop(0)
+            done(submission, grade_here(job, submission))
+        if queue:
+            client = starter.client()
+            alive(lambda: len(client.scheduler_info().get("workers", {})))
+            stage("grading")
+            grade_all(client, job, queue, done)
+    finally:
+        starter.close()
+
+
+def grade_here(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
+    """One submission graded in this process (the task a worker would run), or its failure."""
+    try:
+        return grade(job, submission)
+    except Exception as err:  # noqa: BLE001 - as a worker's failure: reported, batch goes on
+        return _failure(submission["student"], err)
+
+
+class _Starter:
+    """The embedded cluster, started (and closed: Dask's client is bound to the thread that
+    opened it) in a thread of its own."""
+
+    def __init__(self, workers: int) -> None:
+        self.ready = threading.Event()
+        self._closing = threading.Event()
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(workers,), daemon=True,
+                                        name="cluster")
+        self._thread.start()
+
+    def _run(self, workers: int) -> None:
+        try:
+            with connect(None, workers) as client:
+                self._client = client
+                self.ready.set()
+                self._closing.wait()
+        except BaseException as err:  # noqa: BLE001 - handed to the batch's thread
+            self._error = err
+        finally:
+            self.ready.set()
+
+    def count(self) -> int:
+        if self._client is None:
+            return 0
+        return len(self._client.scheduler_info().get("workers", {}))
+
+    def client(self) -> Any:
+        self.ready.wait()
+        if self._client is None:
+            raise RuntimeError(f"the embedded Dask cluster did not start: {self._error}")
+        return self._client
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=120)
 
 
 @contextlib.contextmanager
@@ -49,6 +159,7 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Any]:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", scheduler_port=0, dashboard_address=":0",
                           worker_dashboard_address=":0", silence_logs=50,
+                          preload=[QUIET_WORKER],
                           local_directory=str(private_folder("dask"))) as cluster, \
                 Client(cluster) as client:
             yield client

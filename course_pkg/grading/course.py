@@ -8,9 +8,11 @@ gradebook without ever writing the same SQLite file at the same time.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +21,41 @@ from typing import Any
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """A student id: what nbgrader, a file name and a report line can all carry (fullmatch)."""
+
+LETTERS = {"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE",
+           "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+           "ı": "i", "ŀ": "l", "ĸ": "k"}
+"""Latin letters that Unicode does not decompose into an ASCII letter and a mark."""
+MAX_ID = 64
+
+
+def student_id(name: str) -> str:
+    """A valid student id (:data:`STUDENT_ID`) for any display name; never empty.
+
+    A name that already is a valid id is kept as it is. Any other is transliterated (accents
+    dropped: ``José Müller`` gives ``jose-muller``), lower-cased, and every run of other
+    characters becomes one ``-``; a letter with no Latin spelling is written by its code point
+    (``王`` gives ``u738b``). A name with nothing to keep gives ``student-`` and a short hash of
+    the name, so two such names never share an id.
+    """
+    text = str(name)
+    if STUDENT_ID.fullmatch(text) and len(text) <= MAX_ID:
+        return text
+    parts = []
+    for char in unicodedata.normalize("NFKD", "".join(LETTERS.get(c, c) for c in text)):
+        if unicodedata.combining(char):
+            continue
+        if char.isascii() and (char.isalnum() or char in "._"):
+            parts.append(char.lower())
+        elif char.isalnum():
+            parts.append(f"-u{ord(char):04x}-")
+        else:
+            parts.append("-")
+    slug = re.sub(r"-{2,}", "-", "".join(parts))
+    slug = re.sub(r"^[^a-z0-9]+", "", slug)[:MAX_ID].rstrip("-._")
+    if not slug:
+        slug = "student-" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:8]
+    return slug
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,12 @@ from course_pkg.grading.course import (
     write_submission,
 )
 from course_pkg.grading.manifest import FILE_NAME, Manifest, hash_folder, hash_json
-from course_pkg.grading.preflight import assignment_record, assignment_spec, check_submission
+from course_pkg.grading.preflight import (
+    assignment_record,
+    assignment_spec,
+    cell_ids_by_assignment,
+    check_submission,
+)
 from course_pkg.grading.sandbox import Limits, bwrap_path
 from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular, valid_text
 from course_pkg.grading.withheld import checks_modules, package_hash, withheld_names
@@ -131,6 +136,8 @@ def autograde(
     sandboxed: bool = True,
     scheduler: str | None = None,
     start: Callable[[int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+    workers_alive: Callable[[Callable[[], int]], None] | None = None,
 ) -> list[Outcome]:
     """Autograde every submission of ``assignment`` (or only ``students``); see the module doc.
 
@@ -151,7 +158,11 @@ def autograde(
         Address of an existing Dask scheduler (``tcp://HOST:8786``); None starts an embedded
         local cluster.
     start
-        Called with the number of submissions that will run, before the first runs.
+        Called with the number of submissions that will run, before the first runs (after
+        every unchanged or refused submission has been reported through ``progress``).
+    stage, workers_alive
+        For a progress bar: what the batch is doing before its first result, and a function
+        that counts the workers alive (see :func:`course_pkg.grading.cluster.grade_batch`).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -184,13 +195,14 @@ def autograde(
         if start is not None:
             start(len(tasks))
         if tasks:
-            from course_pkg.grading.cluster import connect, grade_all
+            from course_pkg.grading.cluster import grade_batch
 
             by_student = {t["submission"]["student"]: t for t in tasks}
-            with connect(scheduler, min(workers, len(tasks))) as client:
-                grade_all(client, job, [t["submission"] for t in tasks],
-                          lambda submission, answer: recorder.graded(
-                              by_student[submission["student"]], answer))
+            grade_batch(scheduler, min(workers, len(tasks)), job,
+                        [t["submission"] for t in tasks],
+                        lambda submission, answer: recorder.graded(
+                            by_student[submission["student"]], answer),
+                        stage=stage, alive=workers_alive)
         return [recorder.outcomes[s] for s in known]
 
 
@@ -211,6 +223,8 @@ def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits,
     assignment, spec = recorder.assignment, recorder.job["spec"]
     salt = hash_json({"spec": spec, "sandboxed": recorder.job["sandboxed"]})
     in_gradebook = set(gradebook_students(course.db_url, assignment))
+    others = {name: ids for name, ids in cell_ids_by_assignment(course.root / "source").items()
+              if name != assignment}
     tasks = []
     for student in known:
         folder = course.folder("submitted", assignment, student)
@@ -221,7 +235,7 @@ def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits,
                 old.get("status") != "graded" or student in in_gradebook):
             recorder.keep(Outcome.from_entry(old, unchanged=True))
             continue
-        checked = check_submission(folder, spec, limits.max_notebook_bytes)
+        checked = check_submission(folder, spec, limits.max_notebook_bytes, others, assignment)
         if not checked.gradable:
             recorder.not_graded(student, digest, checked.reason or "", checked.notes)
             continue
@@ -390,6 +404,44 @@ def event_notes(events: list[dict[str, Any]]) -> list[str]:
 
 
 def outcomes(course: Course, assignment: str) -> list[Outcome]:
-    """The recorded outcomes of ``assignment``, from the manifest."""
-    manifest = Manifest(course.root / FILE_NAME)
-    return [Outcome.from_entry(e) for e in manifest.entries(assignment).values()]
+    """The outcomes of ``assignment`` as the gradebook has them, one per student, sorted.
+
+    The gradebook is the one source of truth: a submission in it is graded, with its score
+    there (manual grades included), whether or not this pipeline graded it. The manifest adds
+    what the gradebook cannot hold: the notes and mistakes of a graded submission, and why a
+    submission was not graded (such a student stays in the gradebook, with no submission). A
+    manifest line that says "graded" but whose gradebook record is gone is reported as not
+    graded, to regrade, if its submission is still under ``submitted/``, and else dropped; a
+    "not graded" line of a student the gradebook no longer knows is dropped too.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not course.gradebook.exists():
+        return []
+    with Gradebook(course.db_url) as gb:
+        try:
+            record = gb.find_assignment(assignment)
+        except MissingEntry:
+            return []
+        max_score = float(record.max_score)
+        scores = {s.student.id: float(s.score) for s in record.submissions}
+        enrolled = {s.id for s in gb.students}
+    journal = Manifest(course.root / FILE_NAME).entries(assignment)
+    present = set(course.students(assignment))
+    found: dict[str, Outcome] = {}
+    for student, score in scores.items():
+        entry = journal.get(student)
+        outcome = (Outcome.from_entry(entry) if entry and entry.get("status") == "graded"
+                   else Outcome(student, "graded"))
+        outcome.status, outcome.score, outcome.max_score = "graded", score, max_score
+        found[student] = outcome
+    for student, entry in journal.items():
+        if student in found:
+            continue
+        if entry.get("status") == "graded" and student in present:
+            found[student] = Outcome(student, "not graded", 0.0, max_score,
+                                     "its grade is no longer in the gradebook: run `course "
+                                     f"autograde {assignment}` again to regrade it")
+        elif entry.get("status") != "graded" and student in enrolled:
+            found[student] = Outcome.from_entry(entry)
+    return [found[s] for s in sorted(found)]

@@ -6,8 +6,10 @@ cell; ``add_missing_cells`` re-inserts deleted test cells). What it does not do,
 module does, is:
 
 * refuse, with a reason, a file that is not a notebook (corrupted or truncated JSON, a broken
-  schema, a file over the size limit) or a notebook of another assignment, so that the report
-  can say "not graded: <reason>" instead of a silent 0;
+  schema, a file over the size limit) or a notebook of another assignment ("this is ps2's
+  notebook, not ps3's": its cells are another assignment's, even where the two share a few
+  cell names), so that the report can say "not graded: <reason>" instead of a silent 0 or
+  nbgrader's KeyError;
 * strip nbgrader metadata that names cells the assignment does not have (a forged test cell);
 * copy only the assignment's notebooks to the folder that will be graded (a ``numpy.py``
   shipped next to the notebook would shadow NumPy in the kernel), reading only regular files
@@ -87,13 +89,54 @@ def assignment_record(gradebook_url: str, assignment: str) -> dict[str, Any]:
                 "course_id": record.course_id}
 
 
+def cell_ids_by_assignment(source: Path) -> dict[str, set[str]]:
+    """The nbgrader cell ids (``grade_id``) of every assignment under ``source/``.
+
+    Read from the instructor's own source notebooks, which pre-flight compares a submission
+    with to tell which assignment it belongs to.
+    """
+    found: dict[str, set[str]] = {}
+    if not source.is_dir():
+        return found
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        ids: set[str] = set()
+        for path in folder.glob("*.ipynb"):
+            try:
+                cells = json.loads(path.read_text()).get("cells", [])
+            except (OSError, ValueError):
+                continue
+            ids |= {i for i in map(_grade_id, cells) if i}
+        found[folder.name] = ids
+    return found
+
+
+def _other_assignment(notebook: Any, name: str, spec: dict[str, Any],
+                      others: dict[str, set[str]]) -> str | None:
+    """The assignment that ``notebook``'s cells belong to, if not this one (else None)."""
+    ids = {i for i in map(_grade_id, notebook.cells) if i}
+    mine = ids & set(spec["cells"])
+    if not ids - mine:
+        return None
+    best, overlap = None, len(mine)
+    for assignment, theirs in sorted(others.items()):
+        if len(ids & theirs) > overlap and len(ids & theirs) > len(ids - theirs):
+            best, overlap = assignment, len(ids & theirs)
+    return best
+
+
 def without_hidden_tests(source: str) -> str:
     """The source as released: nbgrader's ``ClearHiddenTests`` drops the hidden-test blocks."""
     return HIDDEN_TESTS.sub("", source)
 
 
-def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Preflight:
-    """Read every notebook the assignment expects from ``folder``; see the module docstring."""
+def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int,
+                     others: dict[str, set[str]] | None = None,
+                     assignment: str = "") -> Preflight:
+    """Read every notebook the assignment expects from ``folder``; see the module docstring.
+
+    ``others`` maps the course's other assignments to their cell ids
+    (:func:`cell_ids_by_assignment`), to name the assignment a wrong notebook belongs to.
+    """
     result = Preflight()
     try:
         present, links = regular_files(folder)
@@ -120,6 +163,8 @@ def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Pref
             result.notes.append(f"{name}.ipynb is missing: its exercises score 0")
             continue
         notebook, reason = _read_notebook(path, max_bytes)
+        if reason is None and others:
+            reason = _wrong_assignment(notebook, name, notebook_spec, others, assignment)
         if reason is None:
             reason = _check_cells(notebook, notebook_spec, name, result.notes)
         if reason is not None:
@@ -132,6 +177,20 @@ def check_submission(folder: Path, spec: dict[str, Any], max_bytes: int) -> Pref
                                                 if k in ("kernelspec", "language_info")})
         result.notebooks[name] = notebook
     return result
+
+
+def _wrong_assignment(notebook: Any, name: str, spec: dict[str, Any],
+                      others: dict[str, set[str]], assignment: str) -> str | None:
+    other = _other_assignment(notebook, assignment, spec, others)
+    if other is None:
+        return None
+    this = assignment or "this assignment"
+    graded = {g for g, c in spec["cells"].items() if c["grade"] or c["solution"]}
+    shared = graded & {i for i in map(_grade_id, notebook.cells) if i}
+    tail = ("it has none of the assignment's cells" if not shared else
+            f"it shares only {', '.join(sorted(shared))} with {this}")
+    return (f"{name}.ipynb is {other}'s notebook, not {this}'s: its cells are {other}'s "
+            f"({tail}); was the wrong file handed in?")
 
 
 def _read_notebook(path: Path, max_bytes: int) -> tuple[Any, str | None]:
