@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from course_pkg import graph
-from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, call
+from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, call, diagnose, variants
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.network import Network
 
@@ -123,7 +123,28 @@ def local_derivatives(op: str, values: Sequence[float], exponent: float = 2.0,
         raise ValueError(f"unknown operation {op!r}; expected one of {OPS}")
     if mistake == "sign flipped":
         local = [-d for d in local]
+    if mistake == "local gradient, second form":
+        local = _second_form(op, v, exponent, value)
     return value, local
+
+
+def _second_form(op: str, v: list[float], exponent: float, value: float) -> list[float]:
+    """The other usual wrong local derivative of each operation (a factor left out, or the
+    derivative taken at the wrong point)."""
+    if op == "add":
+        return [1.0, 0.0]
+    if op == "multiply":
+        return [1.0, 1.0]
+    if op == "power":
+        return [v[0] ** (float(exponent) - 1.0)]
+    if op == "exp":
+        return [1.0]
+    if op == "tanh":
+        return [1.0 - v[0] * v[0]]
+    if op == "relu":
+        return [1.0 if v[0] < 0.0 else 0.0]
+    n = len(v) // 2
+    return [1.0] * (2 * n)
 
 
 def _apply(op: str, parents: Sequence[_Node], exponent: float = 2.0,
@@ -177,9 +198,11 @@ def propagate(node: _Node, mistake: str | None = None) -> None:
 
 
 def backward(output: _Node, mistake: str | None = None, repeat: int = 1) -> None:
-    """Reverse mode from ``output``, ``repeat`` times; ``mistake`` builds a wrong variant."""
+    """Reverse mode from ``output``, ``repeat`` times; ``mistake`` builds a wrong variant
+    (``"wrong order"`` visits breadth first, ``"forward order"`` in topological order)."""
     for _ in range(repeat):
-        visit = _breadth_first(output) if mistake == "wrong order" else order(output)[::-1]
+        visit = (_breadth_first(output) if mistake == "wrong order" else
+                 order(output) if mistake == "forward order" else order(output)[::-1])
         if mistake != "backward twice":
             for node in visit:
                 node.grad = 0.0
@@ -398,7 +421,7 @@ def engine_layered(W: Sequence[np.ndarray], x: np.ndarray, t: np.ndarray, activa
     for term in terms[1:]:
         total = _apply("add", [total, term])
     error = _apply("multiply", [_Node(0.5), total])
-    backward(error, mistake if mistake not in ("local gradient", "S' of a instead of z") else None)
+    backward(error, None if local_mistake else mistake)
     return tuple(np.array([[w.grad for w in row] for row in rows]) for rows in weights)
 
 
@@ -432,7 +455,7 @@ def _layered_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
 
 def _layered_variant(tag: str) -> Callable[..., tuple]:
     if tag == "transposed":
-        return lambda W, x, t, g: tuple(d.T for d in package_layered(W, x, t, g))
+        return lambda W, x, t, g: tuple(d.T for d in engine_layered(W, x, t, g))
     return lambda W, x, t, g: engine_layered(W, x, t, g, mistake=tag)
 
 
@@ -526,10 +549,39 @@ SKIP = Exercise(
 
 
 # -- the check functions that the notebook calls ------------------------------------------------
+SECOND_VARIANTS: dict[str, dict[str, Callable[..., Any]]] = {
+    "local": {"local gradient": _local_variant("local gradient, second form")},
+    "backward": {"wrong order": lambda p, d, r: graph_gradients(p, d, r, "forward order")},
+    "layered": {"wrong order": lambda W, x, t, g: engine_layered(W, x, t, g, "forward order")},
+    "skip": {"wrong order": lambda w, x, t, g: engine_skip(w, x, t, g, "forward order")},
+}
+"""A second wrong variant of a tag, tried when the first does not match: the nodes visited in
+forward instead of reverse topological order is the other common "wrong order", and each
+operation has two usual wrong local derivatives."""
+
+
+def _check(exercise: Exercise, student: Callable, seed: int | None,
+           second: Mapping[str, Callable[..., Any]]) -> None:
+    """:meth:`Exercise.check`, naming the mistakes of ``second`` where the first variant of
+    every tag fails to match."""
+    __tracebackhide__ = True
+    rng = np.random.default_rng(0 if seed is None else seed)
+    for args in exercise.cases(rng, seed is not None):
+        answer = call(student, args, exercise)
+        expected = exercise.correct(*args)
+        try:
+            diagnose(answer, expected, variants(exercise.mistakes, args), exercise)
+        except Feedback as first:
+            if first.tag != "unknown":
+                raise
+            diagnose(answer, expected, variants(second, args), exercise)
+            raise
+
+
 def check_local_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``local_gradients(op, values, exponent) -> (value, local)`` for every operation."""
     __tracebackhide__ = True
-    LOCAL.check(student, seed)
+    _check(LOCAL, student, seed, SECOND_VARIANTS["local"])
 
 
 def check_topological_order(student: Callable, seed: int | None = None) -> None:
@@ -549,16 +601,16 @@ def check_propagate(student: Callable, seed: int | None = None) -> None:
 def check_backward(student: Callable, seed: int | None = None) -> None:
     """Check ``gradients(parents_of, local_of, repeat)`` (backward() called ``repeat`` times)."""
     __tracebackhide__ = True
-    BACKWARD.check(student, seed)
+    _check(BACKWARD, student, seed, SECOND_VARIANTS["backward"])
 
 
 def check_layered_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``layered_gradients(W, x, t, activation)`` against :class:`course_pkg.Network`."""
     __tracebackhide__ = True
-    LAYERED.check(student, seed)
+    _check(LAYERED, student, seed, SECOND_VARIANTS["layered"])
 
 
 def check_skip_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``skip_gradients(w, x, t, activation)`` against :mod:`course_pkg.graph`."""
     __tracebackhide__ = True
-    SKIP.check(student, seed)
+    _check(SKIP, student, seed, SECOND_VARIANTS["skip"])
