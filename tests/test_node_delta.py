@@ -258,3 +258,23 @@ def test_fixed_step_converges_oscillates_or_diverges(eta, behaviour):
         assert sorted(path[-2:]) == pytest.approx([0.0, 1.0])
     else:
         assert abs(gaps[-1]) > 1e3
+
+
+def test_the_opening_matches_the_order_of_the_chapters():
+    """node_delta no longer follows matrix_form directly: its opening names the chapter."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "book" / "node_delta.md").read_text()
+    assert "The previous chapter proved the matrix-form theorem" not in text
+    assert "The chapter {doc}`matrix_form` proved the matrix-form theorem" in text
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    chapters = [entry["file"] for part in toc["parts"] if part.get("caption") == "Chapters"
+                for entry in part["chapters"]]
+    between = chapters[chapters.index("book/matrix_form") + 1:chapters.index("book/node_delta")]
+    assert between == ["book/output_and_saturation", "book/gradient_checking",
+                       "book/initialisation"]
+    order = ["book/tanh_two_layer", "book/worked_example", "book/matrix_form"]
+    assert [chapters.index(c) for c in order] == sorted(chapters.index(c) for c in order)
