@@ -396,6 +396,9 @@ def test_two_instructors_grade_at_once_beside_a_hostile_user(released, reachable
              f"ln -s {victim} dask-scratch-space/purge.lock; "
              f"ln -s {victim} course-sandbox-slots; mkdir -m 0777 runtime-alice runtime-bob; "
              f"ln -s {victim} runtime-alice/course-grading; mkdir runtime-bob/course-grading")
+    old_fixed_path = Path("/tmp/course-sandbox-slots")  # where the grader once kept its locks
+    if not os.path.lexists(old_fixed_path):
+        plant += f"; ln -s {victim} {old_fixed_path}"
     planted = subprocess.run([*as_mallory, "sh", "-c", plant], capture_output=True, text=True)
     assert planted.returncode == 0, planted.stderr
 
@@ -416,8 +419,13 @@ def test_two_instructors_grade_at_once_beside_a_hostile_user(released, reachable
         runs[name] = (course, subprocess.Popen(
             command, env={**env, "PATH": f"{BIN}:/usr/bin:/bin"}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = {name: process.communicate(timeout=600) for name, (_, process) in runs.items()}
+    finally:
+        if old_fixed_path.is_symlink() and os.readlink(old_fixed_path) == str(victim):
+            old_fixed_path.unlink()
     for name, (course, process) in runs.items():
-        out, err = process.communicate(timeout=600)
+        out, err = outputs[name]
         assert process.returncode == 0, f"{name}:\n{out}\n{err}"
         assert scores(course) == {"solution": FULL, "solution_again": FULL}, out
         line = line_of(out, "solution")
