@@ -148,6 +148,32 @@ def test_the_progress_bar_counts_what_the_summary_counts(released, tmp_path):
     assert [done for done, *_ in counts] == sorted(done for done, *_ in counts)
 
 
+@pytest.mark.grading
+def test_export_reads_the_gradebook_and_a_lost_grade_is_regraded(released, tmp_path):
+    import csv
+
+    from nbgrader.api import Gradebook
+
+    copy = tmp_path / "course"
+    shutil.copytree(released, copy)
+    where = ("--course-dir", str(copy))
+    first = course("autograde", "ps1", "--student", "s0", "--student", "s3", "--force", *where)
+    assert first.returncode == 0, first.stderr
+    with Gradebook(f"sqlite:///{copy / 'gradebook.db'}") as gb:
+        gb.remove_submission("ps1", "s0")  # the journal still says "graded"
+    export = course("export", "--to", str(tmp_path / "grades.csv"), *where)
+    assert export.returncode == 0, export.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader((tmp_path / "grades.csv").open())}
+    assert rows["s0"]["status"] == "not graded", rows["s0"]
+    assert "no longer in the gradebook" in rows["s0"]["reason"]
+    assert rows["s3"]["status"] == "graded" and float(rows["s3"]["score"]) == 0.0
+    again = course("autograde", "ps1", "--student", "s0", *where)
+    line = next(x for x in again.stdout.splitlines() if x.startswith("s0:"))
+    assert "unchanged" not in line and re.match(r"s0: [1-9][0-9.]*/", line), again.stdout
+    (copy / "gradebook.db").unlink()
+    clean_error(course("export", "--to", str(tmp_path / "g2.csv"), *where), "does not exist")
+
+
 def test_the_estimate_grows_when_a_worker_dies():
     bar = ProgressBar(io.StringIO(), enabled=True)
     alive = [2]
