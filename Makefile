@@ -22,9 +22,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 # Executes every chapter (with the execution cache in _build/.jupyter_cache) and treats every
-# Sphinx warning as an error, as tests/test_book_build.py does.
+# Sphinx warning as an error, as tests/test_book_build.py does. The build also makes the wheel
+# of course_pkg that the site serves (_build/html/packages/, book/_ext/site_package.py).
 book: venv
 	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	@ls _build/html/packages/course_pkg-*.whl
 	@echo "The website is in _build/html/index.html"
 
 book-clean:

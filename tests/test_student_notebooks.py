@@ -7,6 +7,7 @@ The end-to-end checks on a built site are in ``tests/test_book_build.py`` and
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -83,33 +84,113 @@ def test_the_fingerprint_sees_every_source_file(tmp_path: Path) -> None:
         sn.package_fingerprint(tmp_path / "empty")
 
 
-def test_a_download_starts_with_the_setup_cell_and_folds_solutions() -> None:
+def test_a_download_starts_with_the_check_cell_and_folds_solutions() -> None:
     source = jupytext.read(CHAPTER)
-    nb = sn.student_notebook(source)
+    nb = sn.student_notebook(source, sn.Export(page="book/identity_sigmoid",
+                                               wheel_name="course_pkg-0.1.0-py3-none-any.whl"))
     first = nb.cells[0]
     assert first.cell_type == "code" and sn.SETUP_TAG in first.metadata["tags"]
-    assert 'pip install -e ".[student]"' in first.source
+    assert first.source == sn.setup_source("course_pkg-0.1.0-py3-none-any.whl", "")
     solutions = [c for c in nb.cells if sn.SOLUTION_TAG in c.metadata.get("tags", [])]
     assert len(solutions) == CHAPTER.read_text().count("{solution}")
     for cell in solutions:
-        assert cell.cell_type == "markdown" and cell.metadata["jupyter"]["source_hidden"]
-        assert cell.source.lstrip().startswith(("```{solution}", ":::{solution}"))
-    unfolded = [c for c in nb.cells if "{solution}" in c.source and c not in solutions]
-    assert not unfolded, "a solution left in plain view"
+        assert cell.cell_type == "markdown"
+        assert cell.source.startswith("<details>\n<summary>Solution</summary>\n\n")
+        assert cell.source.endswith("\n\n</details>")
+        assert "{solution}" not in cell.source and ":label:" not in cell.source
+        assert "jupyter" not in cell.metadata  # not a folded source: one click on the title
+    assert not [c for c in nb.cells if "{solution}" in c.source], "a raw solution directive"
     assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
     assert [c.id for c in nb.cells] == [f"cell-{i}" for i in range(len(nb.cells))]
     assert "jupytext" not in nb.metadata
-    # The setup cell runs: course_pkg is importable here.
+    # The check cell runs: course_pkg is importable here.
     namespace: dict = {}
     exec(compile(first.source, "setup", "exec"), namespace)  # noqa: S102
 
 
-def test_the_setup_cell_names_the_fix_when_course_pkg_is_missing() -> None:
-    source = sn.setup_source(("someone", "backprop"))
-    assert "git+https://github.com/someone/backprop" in source
-    hidden = source.replace('find_spec("course_pkg")', 'find_spec("course_pkg_missing_xyz")')
-    with pytest.raises(ModuleNotFoundError, match="Install it with"):
-        exec(compile(hidden, "setup", "exec"), {})  # noqa: S102
+EXPORT = sn.Export(
+    page="book/matrix_form", address="https://course.test/",
+    chapters={"book/matrix_form": ("5", "Back-propagation in matrix form"),
+              "book/node_delta": ("7", "Back-propagation is gradient descent"),
+              "book/notation": ("B", "Notation")},
+    equations={"mf-delta": ("book/matrix_form", "5.4"), "nd-update": ("book/node_delta", "7.5"),
+               "n-table": ("book/notation", "B.1")},
+    targets={"nd-thm-descent": ("book/node_delta", "nd-thm-descent", "Theorem 7.1"),
+             "mf-thm": ("book/matrix_form", "mf-thm", "Theorem 5.1")},
+)
+
+
+def test_references_into_other_chapters_become_numbered_links() -> None:
+    text = ("By {eq}`mf-delta` and {eq}`nd-update`, see {doc}`node_delta`, "
+            "{prf:ref}`nd-thm-descent`, {prf:ref}`mf-thm`, {doc}`the table <notation>` and "
+            "{eq}`n-table`.")
+    out = sn.resolve_references(text, EXPORT, own_labels={"mf-delta"})
+    assert "{eq}`mf-delta`" in out  # an equation of this notebook: JupyterLab numbers it
+    assert "[(7.5) in chapter 7](https://course.test/book/node_delta.html#equation-nd-update)" \
+        in out
+    assert "[chapter 7, *Back-propagation is gradient descent*]" \
+           "(https://course.test/book/node_delta.html)" in out
+    assert "[Theorem 7.1 (chapter 7, *Back-propagation is gradient descent*)]" \
+           "(https://course.test/book/node_delta.html#nd-thm-descent)" in out
+    assert "[Theorem 5.1](https://course.test/book/matrix_form.html#mf-thm)" in out
+    assert "[the table](https://course.test/book/notation.html)" in out
+    assert "(B.1) in appendix B" in out
+    assert out.count("{") == 1
+
+
+def test_without_an_address_references_are_plain_text() -> None:
+    plain = sn.Export(**{**EXPORT.__dict__, "address": ""})
+    out = sn.resolve_references("{eq}`nd-update` of {doc}`node_delta`", plain, set())
+    assert out == "(7.5) in chapter 7 of chapter 7, *Back-propagation is gradient descent*"
+    assert "http" not in out and "[" not in out
+
+
+def test_included_code_is_inlined() -> None:
+    text = ("Here is the code:\n\n```{literalinclude} ../course_pkg/network.py\n"
+            ":language: python\n:pyobject: back_propagate\n```\n\nAfter.")
+    out = sn.inline_directives(text, sn.Export(page="book/matrix_form"))
+    assert "{literalinclude}" not in out
+    assert "```python\ndef back_propagate(" in out and out.endswith("```\n\nAfter.")
+    import inspect
+
+    from course_pkg.network import back_propagate
+
+    assert inspect.getsource(back_propagate).strip() in out
+
+
+@pytest.mark.parametrize("md", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.stem)
+def test_every_chapter_download_has_nothing_left_to_resolve(md: Path) -> None:
+    """The chapters as their downloads are written (without the build's numbers: plain text):
+    no include, no role or directive that only Sphinx resolves, no reference it cannot follow."""
+    if "kernelspec:" not in md.read_text():
+        pytest.skip("not a notebook page")
+    page = f"book/{md.stem}"
+    nb = sn.student_notebook(jupytext.read(md), sn.book_export(page))
+    own = {m.group("label") for c in nb.cells if c.cell_type == "markdown"
+           for m in sn.EQUATION_LABEL.finditer(c.source)}
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for bad in ("{literalinclude}", "{eval-rst}", "{tableofcontents}", "{doc}", "{ref}",
+                    "{prf:ref}", "{numref}", "{solution}"):
+            assert bad not in cell.source, (page, bad, cell.source[:200])
+        for label in re.findall(r"\{eq\}`([^`]+)`", cell.source):
+            assert label in own, (page, label)
+
+
+def test_explorer_outputs_keep_their_static_figure_only() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("explorer(...)")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    view = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2},
+            "text/plain": "VBox(...)"}
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view),
+                           nbformat.v4.new_output("display_data",
+                                                  data={"image/png": "iVBORw0KGgo=",
+                                                        "text/plain": "<Figure>"})]
+    out = sn.student_notebook(nb)
+    assert "widgets" not in out.metadata
+    assert "widget-view" not in nbformat.writes(out)
+    assert [list(o.data) for o in out.cells[0].outputs] == [["image/png", "text/plain"]]
 
 
 def test_solution_blocks_are_cut_out_with_their_fences() -> None:

@@ -10,8 +10,11 @@
 - The ``.ipynb`` downloads (``_sources/<page>.ipynb``) are copies of the notebook that myst-nb
   writes *before* it merges in the outputs from the execution cache, so they would download
   unexecuted. After the build, each is replaced by its executed version from the cache, made
-  into the student's notebook (``student_notebooks.student_notebook``: a setup cell, folded
-  solutions, stable cell ids).
+  into the student's notebook (``student_notebooks.student_notebook``: the check cell, included
+  code inlined, references into other chapters as links to the site with their numbers,
+  solutions folded in ``<details>``, no widget state, stable cell ids).
+- ``site_package``: the wheel of course_pkg published with the site, its address
+  (``html.baseurl``) and the ``{course-install}`` directive of the page "Get started".
 - The execution cache is keyed on course_pkg's sources as well as on each chapter's code
   (``student_notebooks.inject_fingerprint``, on Sphinx's ``source-read``).
 - ``site_links``: the launch, repository and issue buttons exist only once ``repository.url``
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import parallel_execution  # noqa: E402
 import problem_sets  # noqa: E402
 import site_links  # noqa: E402
+import site_package  # noqa: E402
 import student_notebooks  # noqa: E402
 
 THEBE_FILES = ("sphinx-thebe.js", "sphinx-thebe.css")
@@ -84,14 +88,20 @@ def executed_downloads(app: Any, exception: Exception | None) -> None:
     from jupyter_cache import get_cache
 
     cache = get_cache(config.execution_cache_path)
-    repository = getattr(app, "course_repository", None)
-    for ipynb in Path(app.outdir, "_sources").rglob("*.ipynb"):
+    found = site_package.site_map(app.env, getattr(app, "course_site_address", ""))
+    wheel = app.course_wheel
+    sources = Path(app.outdir, "_sources")
+    for ipynb in sources.rglob("*.ipynb"):
         notebook = nbformat.read(ipynb, as_version=4)
         try:
             _, notebook = cache.merge_match_into_notebook(notebook)
         except KeyError:  # not in the cache (e.g. a notebook that is never executed)
             pass
-        nbformat.write(student_notebooks.student_notebook(notebook, repository), ipynb)
+        export = student_notebooks.Export(
+            page=ipynb.relative_to(sources).with_suffix("").as_posix(), address=found.address,
+            wheel_name=wheel.name, wheel_url=wheel.url, chapters=found.chapters,
+            equations=found.equations, targets=found.targets)
+        nbformat.write(student_notebooks.student_notebook(notebook, export), ipynb)
 
 
 def fingerprint_package(app: Any) -> None:
@@ -123,6 +133,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", serve_course_css)
     app.add_css_file("course.css")
     site_links.setup(app)
+    site_package.setup(app)
     problem_sets.setup(app)
     parallel_execution.setup(app)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

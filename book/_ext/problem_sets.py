@@ -4,9 +4,10 @@ At the start of every build the student version of each ``assignments/source/<ps
 is made the way ``nbgrader generate_assignment`` makes it, with nbgrader's own preprocessors
 (``LockCells``, ``ClearSolutions``, ``ClearOutput``, ``ComputeChecksums``, ``ClearHiddenTests``,
 ``ClearMarkScheme``, ``ComputeChecksums``, ``CheckCellMetadata``) and the course's
-``assignments/nbgrader_config.py``: no solution, no hidden test, no output. Nothing under
-``assignments/`` is written. The notebooks are copied to ``<site>/problem_sets/<ps>.ipynb``
-when the build ends.
+``assignments/nbgrader_config.py``: no solution, no hidden test, no output. Its first cell,
+the check cell that every chapter and problem set starts with, gets the address of the wheel
+the site serves (``site_package``). Nothing under ``assignments/`` is written. The notebooks
+are copied to ``<site>/problem_sets/<ps>.ipynb`` when the build ends.
 
 The directive ``{problem-sets}`` (in ``book/problem_sets.md``) writes one section per
 assignment: its title and first paragraph (its aim), its points (the sum of the ``points`` of
@@ -103,8 +104,32 @@ def title_and_aim(notebook: Any) -> tuple[str, str]:
     return "", ""
 
 
-def collect(tmp: Path, source_root: Path = ASSIGNMENTS / "source") -> list[ProblemSet]:
-    """Make the student notebook of every assignment into ``tmp``; describe each one."""
+def set_check_cell(notebook: Any, wheel_name: str, wheel_url: str = "") -> None:
+    """Give the notebook's check cell (its first cell, tagged ``course-setup``) the site's
+    wheel: the same cell as the chapters' (``student_notebooks.setup_source``). A notebook
+    without one gets one (``tests/test_wheel.py`` asks every source notebook to have it)."""
+    import nbformat
+    import student_notebooks
+
+    first = notebook.cells[0] if notebook.cells else None
+    if first is None or student_notebooks.SETUP_TAG not in first.metadata.get("tags", []):
+        first = nbformat.v4.new_code_cell()
+        first.id = "course-check"
+        first.metadata["tags"] = [student_notebooks.SETUP_TAG]
+        notebook.cells.insert(0, first)
+    first.source = student_notebooks.setup_source(wheel_name, wheel_url)
+    # What the kernel reports when it starts: else JupyterLab marks the set modified then.
+    if notebook.metadata.get("kernelspec", {}).get("name") == "python3":
+        notebook.metadata["language_info"] = student_notebooks.language_info()
+
+
+def collect(tmp: Path, source_root: Path = ASSIGNMENTS / "source",
+            wheel: tuple[str, str] | None = None) -> list[ProblemSet]:
+    """Make the student notebook of every assignment into ``tmp``; describe each one.
+
+    ``wheel`` is (file name, address) of the wheel the site serves: each notebook's check cell
+    installs it (:func:`set_check_cell`).
+    """
     import nbformat
 
     found = []
@@ -115,6 +140,8 @@ def collect(tmp: Path, source_root: Path = ASSIGNMENTS / "source") -> list[Probl
         source = notebooks[0]
         original = nbformat.read(source, as_version=4)
         student = student_version(source)
+        if wheel is not None:
+            set_check_cell(student, *wheel)
         target = tmp / f"{folder.name}.ipynb"
         nbformat.write(student, target)
         title, aim = title_and_aim(original)
@@ -127,7 +154,8 @@ def collect(tmp: Path, source_root: Path = ASSIGNMENTS / "source") -> list[Probl
 def make_student_notebooks(app: Any) -> None:
     """builder-inited: the student notebooks, into a temporary folder of this build."""
     tmp = Path(tempfile.mkdtemp(prefix="problem-sets-"))
-    app.course_problem_sets = collect(tmp)
+    wheel = app.course_wheel
+    app.course_problem_sets = collect(tmp, wheel=(wheel.name, wheel.url))
     app.course_problem_sets_tmp = tmp
 
 
@@ -176,10 +204,9 @@ class ProblemSetsDirective(SphinxDirective):
                 f"- **Download:** <a class=\"problem-set-download\" href=\"{href}\" "
                 f"download=\"{ps.name}.ipynb\">{ps.name}.ipynb</a> (the student version: no "
                 f"solutions, no hidden tests).",
-                f"- **Check your work:** in a folder of its own, `nbgrader validate "
-                f"{ps.name}.ipynb` runs the notebook from a fresh kernel and reports any failing "
-                f"test; without nbgrader, restart the kernel and run all cells (every visible "
-                f"test cell must finish without an error).",
+                f"- **Check your work:** restart the kernel and run all cells: every visible "
+                f"test cell must finish without an error (with nbgrader installed, "
+                f"`nbgrader validate {ps.name}.ipynb` does the same from a fresh kernel).",
                 "",
             ]
         container = nodes.section()
