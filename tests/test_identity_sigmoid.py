@@ -260,3 +260,10 @@ def test_exercise_one_step_by_hand():
     after = float(isg.E(isg.T_hat(w, 1.0), 1.0))
     assert round(after, 4) == 0.1099 and after < 0.125
     assert round(0.5 * (0.5312 - 1) ** 2, 4) == 0.1099          # from the rounded output
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "book" / "identity_sigmoid.md")
+                    .read_text().split())
+    for quoted in ("= -0.125$", "$w = 0 - 1\\cdot(-0.125) = 0.125$",
+                   "$E = \\frac12(0.5312 - 1)^2 = 0.1099$"):
+        assert quoted in text, quoted

@@ -200,7 +200,18 @@ def test_exercise_one_hidden_unit_by_hand():
     assert round(y[0] - target[0], 4) == -0.0758
     dw2, dw1 = t2.dE_dw2(z, y, target), t2.dE_dw1(w2, x, z, y, target)
     assert round(dw2[0, 0], 4) == -0.0350 and round(dw1[0, 0], 4) == -0.1192
-    assert round(1 - z[0] ** 2, 4) == 0.7864 and round(2 * (y[0] - target[0]), 4) == -0.1515
+    assert round(1 - z[0] ** 2, 4) == 0.7864
+    # the solution's arithmetic with its rounded factors gives the same four decimals
+    assert round(0.7864 * 1 * (-0.0758) * 2, 4) == -0.1192 and round(-0.0758 * 0.4621, 4) == -0.0350
+    assert round(1 - 0.4621 ** 2, 4) == 0.7865 and round(0.7865 * (-0.0758) * 2, 4) == -0.1192
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "book" / "tanh_two_layer.md")
+                    .read_text().split())
+    for quoted in ("$y_1 = 2\\cdot 0.4621 = 0.9242$", "$E = \\frac12(0.9242 - 1)^2 = 0.0029$",
+                   "-0.0758\\cdot 0.4621 = -0.0350$",
+                   "0.7864\\cdot 1\\cdot(-0.0758)\\cdot 2 = -0.1192$"):
+        assert quoted in text, quoted
 
     def error(v1, v2):
         return t2.E(t2.forward(np.array([[v1]]), np.array([[v2]]), x)[2], target)
