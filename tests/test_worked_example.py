@@ -316,8 +316,14 @@ def test_a_delta_is_the_cost_s_sensitivity_to_a_unit_s_input():
 def test_after_many_steps():
     """The page's numbers for 10000 steps of lr = 1 on the one example, and the 1/steps tail."""
     net = network().copy()
-    costs = [net.train_step(X, Y, lr=1.0) for _ in range(10000)]
+    costs, sizes = [], []
+    for step in range(10000):
+        costs.append(net.train_step(X, Y, lr=1.0))
+        if step in (999, 4999):
+            sizes.append(sum(np.linalg.norm(w) for w in net.weights))
     costs.append(net.loss(X, Y))
+    sizes.append(sum(np.linalg.norm(w) for w in net.weights))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]          # the weights keep growing
     assert [round(costs[k], 4) for k in (0, 1)] == [0.1594, 0.1267]
     assert round(costs[100], 4) == 0.0028 and round(costs[1000], 5) == 0.00023
     assert round(costs[10000], 6) == 0.000020
