@@ -328,6 +328,7 @@ def test_after_many_steps():
     assert round(costs[100], 4) == 0.0028 and round(costs[1000], 5) == 0.00023
     assert round(costs[10000], 6) == 0.000020
     assert np.all(np.diff(costs) < 0)
+    assert np.all(np.diff(-np.diff(costs)) < 0)             # every step gains less
     g = net.forward(X)[1][2][:, 0]
     assert [round(v, 4) for v in g] == [0.0046, 0.9956]
     steps = np.arange(1, len(costs))
