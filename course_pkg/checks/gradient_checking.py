@@ -290,13 +290,14 @@ def _layer_variant(tag: str) -> Callable[..., dict[str, float]]:
 
 
 # -- exercise 6: the diagnosis ---------------------------------------------------------------------
-def diagnosis(variant: int = 0, seed: int = 0) -> list[dict[str, Any]]:
-    """Every (layer, parameter) whose r is above :data:`BUG_THRESHOLD`, with its r."""
-    found = []
+def diagnosis(variant: int = 0, seed: int = 0) -> dict[str, dict[str, float]]:
+    """layer -> {parameter -> r} for every parameter whose r is above :data:`BUG_THRESHOLD`
+    (layers without one are left out)."""
+    found: dict[str, dict[str, float]] = {}
     for name in layers.PARAMETERS:
         for parameter, r in layer_errors(name, variant, seed).items():
             if r > BUG_THRESHOLD:
-                found.append({"layer": name, "parameter": parameter, "r": r})
+                found.setdefault(name, {})[parameter] = r
     return found
 
 
@@ -315,13 +316,13 @@ DIAGNOSIS = Exercise(
 def _check_diagnosis(answer: Any, variant: int, seed: int) -> None:
     __tracebackhide__ = True
     try:
-        found = {(str(d["layer"]), str(d["parameter"])): float(d["r"]) for d in answer}
-    except (TypeError, KeyError, ValueError):
-        raise Feedback("shape", DIAGNOSIS, "The diagnosis must be a list of dicts with the "
-                       "keys 'layer', 'parameter' and 'r'.") from None
-    if len(found) != len(answer):
-        raise Feedback("shape", DIAGNOSIS, "A (layer, parameter) is listed twice.")
-    truth = {(d["layer"], d["parameter"]): d["r"] for d in diagnosis(variant, seed)}
+        found = {(str(layer), str(parameter)): float(r) for layer, inner in answer.items()
+                 for parameter, r in inner.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise Feedback("shape", DIAGNOSIS, "The diagnosis must be a dict: layer -> {parameter "
+                       "-> r}.") from None
+    truth = {(layer, parameter): r for layer, inner in diagnosis(variant, seed).items()
+             for parameter, r in inner.items()}
     if set(found) - set(truth):
         raise Feedback("false alarm", DIAGNOSIS)
     if set(truth) - set(found):
@@ -393,7 +394,8 @@ def check_layer_errors(student: Callable, seed: int | None = None) -> None:
 
 
 def check_diagnosis(student: Callable, seed: int | None = None) -> None:
-    """Check ``diagnosis(variant, seed)``: exactly the planted bugs, each with its r."""
+    """Check ``diagnosis(variant, seed)``: exactly the planted bugs, each with its r, as a
+    dict layer -> {parameter -> r}."""
     __tracebackhide__ = True
     rng = np.random.default_rng(0 if seed is None else seed)
     for variant, data_seed in DIAGNOSIS.cases(rng, seed is not None):
