@@ -239,7 +239,9 @@ def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits,
         if not checked.gradable:
             recorder.not_graded(student, digest, checked.reason or "", checked.notes)
             continue
-        notebooks = {name: nbformat.writes(nb) for name, nb in checked.notebooks.items()}
+        # valid UTF-8 on entry: a lone surrogate anywhere in the JSON becomes "?"
+        notebooks = {name: valid_text(nbformat.writes(nb))
+                     for name, nb in checked.notebooks.items()}
         tasks.append({"submission": {"student": student, "notebooks": notebooks,
                                      "timestamp": _timestamp(folder)},
                       "hash": digest, "notes": checked.notes})
