@@ -351,13 +351,14 @@ def probe(package: Path, limits: Limits) -> str:
             raise SandboxFault(f"grader fault: the sandbox could not start ({err}); check the "
                                f"grader's runtime folder and bubblewrap ({INSTALL_HINT})"
                                ) from None
+        counted = group is not None and group.counts_cpu
     finally:
         if group is not None:
             group.remove()
         identity.release()
     if run.returncode != 0 or "sandbox ok" not in run.stdout:
         raise SandboxFault(diagnose(run.returncode, run.stderr, sources, identity.uid))
-    return accounting(group is not None)
+    return accounting(counted)
 
 
 def diagnose(returncode: int, stderr: str, sources: dict[str, str], uid: int | None) -> str:
