@@ -258,3 +258,27 @@ def test_a_notebook_of_another_assignment_is_named_in_pre_flight(tmp_path):
     assert "shares only gradients, test_gradients with ps3" in checked.reason
     shutil.copy(source / "ps3" / "ps3.ipynb", folder / "ps3.ipynb")
     assert check_submission(folder, spec, 10 * 2**20, others, "ps3").gradable
+
+
+def test_a_canvas_user_keeps_their_id_and_a_namesake_gets_another(tmp_path):
+    from nbgrader.api import Gradebook
+
+    from course_pkg.grading.collect import collect
+    from course_pkg.grading.course import Course, ensure_tools_on_path
+
+    ensure_tools_on_path()  # nbgrader creates a gradebook with the `alembic` command
+    root = _tiny_course(tmp_path)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        gb.update_or_create_student("smithjohn", lms_user_id="101")
+    downloads = tmp_path / "canvas"
+    downloads.mkdir()
+    (downloads / "smithjohnny_101_7001_ps1.ipynb").write_text("renamed in Canvas")
+    (downloads / "smithjohn_555_7002_ps1.ipynb").write_text("a namesake")
+    (downloads / "alice_ps1.ipynb").write_text("plain")
+    collect(Course(root), "ps1", downloads)
+    submitted = root / "submitted"
+    assert (submitted / "smithjohn/ps1/ps1.ipynb").read_text() == "renamed in Canvas"
+    assert (submitted / "smithjohn-555/ps1/ps1.ipynb").read_text() == "a namesake"
+    assert (submitted / "alice/ps1/ps1.ipynb").read_text() == "plain"
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        assert gb.find_student("smithjohn-555").lms_user_id == "555"

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from course_pkg.grading.course import Course, student_id
+from course_pkg.grading.course import Course, ensure_tools_on_path, student_id
 from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular
 
 MAX_BYTES = 50 * 2**20
@@ -274,7 +274,9 @@ def _file_all(course: Course, assignment: str, notebooks: list[str], uploads: li
 def _student_ids(course: Course,
                  keys: list[tuple[str, str | None]]) -> dict[tuple[str, str | None], str]:
     """A distinct valid id for each (name, user id): the gradebook's id for a known Canvas
-    user, else the name's slug (with the user id, or a number, added where two would meet)."""
+    user, else the name's slug (with the user id, or a number, added where two would meet: two
+    names in one download, or a Canvas user and a gradebook student of another Canvas id). A
+    file without a user id (a plain download) goes to the student its name gives."""
     known = _known_users(course)
     ids: dict[tuple[str, str | None], str] = {}
     taken = {sid: uid for uid, sid in known.items()}
@@ -284,7 +286,8 @@ def _student_ids(course: Course,
             continue
         base = student_id(name)
         candidate, number = base, 1
-        while candidate in ids.values() or (candidate in taken and taken[candidate] != user_id):
+        while candidate in ids.values() or (user_id is not None and candidate in taken
+                                            and taken[candidate] != user_id):
             number += 1
             candidate = f"{base}-{user_id}" if user_id and number == 2 else f"{base}-{number}"
         ids[(name, user_id)] = candidate
@@ -309,6 +312,7 @@ def _record_identities(course: Course,
         return
     from nbgrader.api import Gradebook
 
+    ensure_tools_on_path()
     with Gradebook(course.db_url) as gb:
         for sid, (name, user_id) in needed.items():
             values = {"last_name": name[:128]}
