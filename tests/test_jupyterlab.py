@@ -1,16 +1,20 @@
-"""A downloaded chapter in JupyterLab 4, as a student opens it (headless Chromium, no network).
+"""A student's downloads in a default JupyterLab 4 (headless Chromium, no network).
 
-The notebook is the site's own download (``_sources/book/gradient_descent.ipynb``: exercises
-with solutions, labelled equations, two explorers). JupyterLab runs with jupyterlab-myst and the
-widget setting of the student environment (``.binder/overrides.json``: save widget state). The
-test checks that
+The notebooks are made here as the site makes them, without building the book: a chapter
+(``book/gradient_descent.md``: exercises with solutions, labelled equations, two explorers),
+run as the build runs it, through ``student_notebooks.student_notebook`` and every problem set
+through
+``problem_sets.student_version`` with its check cell. JupyterLab runs with jupyterlab-myst and
+no setting changed (the widgets' "save state" is off, as on a student's laptop). The tests check
+that
 
 - the MyST markup renders: no raw directive fence, ``{eq}`` or ``{prf:...}`` role is left in a
-  rendered markdown cell;
-- each solution is folded, and the first cell is the course_pkg check;
-- opening the notebook (and starting its kernel) does not mark it modified;
-- after running every cell, saving and reopening, the figures are there again and no widget
-  reads "model not found".
+  rendered markdown cell; the first cell is the course_pkg check cell;
+- each solution is folded under a plain "Solution" title and opens with one click;
+- opening a notebook and starting its kernel does not mark it modified (chapter and every
+  problem set);
+- after running every cell, saving, closing, shutting the kernel down and reopening, no
+  widget reads "model not found" and the explorers' figures are still there.
 """
 
 from __future__ import annotations
@@ -24,31 +28,64 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 try:  # tests/ is on sys.path under pytest's default import mode
-    from test_book_build import BuiltSite, build_warnings, built_site
     from test_browser import CHROMIUM, CHROMIUM_ARGS
 except ImportError:  # tests/ made a package
-    from tests.test_book_build import BuiltSite, build_warnings, built_site
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("book")]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CHAPTER = "book/gradient_descent"
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+
+import problem_sets  # noqa: E402
+import site_package  # noqa: E402
+import student_notebooks as sn  # noqa: E402
+
+CHAPTER = "gradient_descent"
+PROBLEM_SETS = sorted(p.parent.name for p in (ROOT / "assignments" / "source").glob("*/*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
-    built = built_site(tmp_path_factory)
-    if built.returncode != 0:
-        pytest.fail("the book did not build:\n" + "\n".join(build_warnings(built.log)))
-    return built
+def executed_as_the_book_builds(chapter: str) -> nbformat.NotebookNode:
+    """The chapter run as the site build runs it (``COURSE_BOOK_BUILD=1``: static explorers,
+    which record their live form's widget state)."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(ROOT / "book" / f"{chapter}.md")
+    saved = os.environ.get("COURSE_BOOK_BUILD")
+    os.environ["COURSE_BOOK_BUILD"] = "1"
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "book")}}).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("COURSE_BOOK_BUILD")
+        else:
+            os.environ["COURSE_BOOK_BUILD"] = saved
+    return nb
+
+
+def write_downloads(work: Path) -> None:
+    """The chapter and the problem sets as the site serves them, into ``work``."""
+    wheel = site_package.wheel_name(site_package.package_version())
+    export = sn.book_export(f"book/{CHAPTER}")
+    export.wheel_name = wheel
+    nbformat.write(sn.student_notebook(executed_as_the_book_builds(CHAPTER), export),
+                   work / f"{CHAPTER}.ipynb")
+    for name in PROBLEM_SETS:
+        source = next((ROOT / "assignments" / "source" / name).glob("*.ipynb"))
+        nb = problem_sets.student_version(source)
+        problem_sets.set_check_cell(nb, wheel, "")
+        nbformat.write(nb, work / f"{name}.ipynb")
 
 
 def free_port() -> int:
@@ -58,27 +95,25 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(site: BuiltSite) -> Iterator[tuple[str, Path]]:
-    """JupyterLab serving a folder with the downloaded chapter; (url, folder)."""
+def lab() -> Iterator[tuple[str, Path]]:
+    """A default JupyterLab serving a folder with the downloads; (url, folder)."""
     work = Path(tempfile.mkdtemp(prefix="course-lab-"))
-    notebook = (site.html / "_sources" / CHAPTER).with_suffix(".ipynb")
-    shutil.copy(notebook, work / notebook.name)
+    write_downloads(work)
     settings = work / ".settings"
-    overrides = json.loads((ROOT / ".binder" / "overrides.json").read_text())
-    # The test reads every cell of the page: no virtual scrolling of off-screen cells.
-    overrides["@jupyterlab/notebook-extension:tracker"] = {"windowingMode": "none"}
-    for plugin_id, values in overrides.items():
-        package, plugin = plugin_id.split(":")
-        target = settings / package / f"{plugin}.jupyterlab-settings"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(values))
+    # The test reads every cell of the page: no virtual scrolling of off-screen cells. (A
+    # display setting only; the widgets' settings stay at their defaults.)
+    target = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps({"windowingMode": "none"}))
     port = free_port()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
                JUPYTER_CONFIG_DIR=str(work / ".config"), JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(work / ".workspaces"))
+               JUPYTERLAB_WORKSPACES_DIR=str(work / ".workspaces"),
+               JUPYTER_DATA_DIR=str(work / ".data"))
     env.pop("COURSE_BOOK_BUILD", None)
     command = [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={port}",
                "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
+               "--ServerApp.disable_check_xsrf=True",  # the test shuts kernels down by REST
                f"--ServerApp.root_dir={work}", "--LabApp.news_url=",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -108,15 +143,18 @@ def lab(site: BuiltSite) -> Iterator[tuple[str, Path]]:
 
 
 STATE = """() => {
-  const RAW = /```\\{|:::\\{|\\{eq\\}`|\\{prf:|\\{solution\\}|\\{exercise\\}/;
+  const RAW = /```\\{|:::\\{|\\{eq\\}`|\\{prf:|\\{solution\\}|\\{exercise\\}|\\{doc\\}|\\{ref\\}/;
   const md = [...document.querySelectorAll('.jp-Notebook .jp-MarkdownCell')];
   const rendered = md.map(c => c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst'))
                      .filter(Boolean).map(e => e.textContent);
+  const details = [...document.querySelectorAll('.jp-Notebook details')];
   return {
     cells: document.querySelectorAll('.jp-Notebook .jp-Cell').length,
     rendered: rendered.length,
     raw: rendered.filter(t => RAW.test(t)).map(t => t.slice(0, 80)),
-    folded: document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputPlaceholder').length,
+    details: details.length,
+    detailsOpen: details.filter(d => d.open).length,
+    summaries: details.map(d => (d.querySelector('summary') || {}).textContent || ''),
     first: (document.querySelector('.jp-Notebook .jp-Cell .jp-InputArea') || {}).textContent || '',
     dirty: !!document.querySelector('.jp-mod-dirty'),
     images: document.querySelectorAll('.jp-Notebook .jp-OutputArea-output img').length,
@@ -136,22 +174,52 @@ def wait_idle(page: object, timeout_s: float = 120) -> None:
         state = page.evaluate(STATE)
         status = page.locator(".jp-Notebook-ExecutionIndicator, #jp-main-statusbar").first
         text = status.get_attribute("data-status") or status.text_content() or ""
-        if not state["busy"] and "Busy" not in text and "Starting" not in text:
+        if not state["busy"] and "Busy" not in text and "Starting" not in text \
+                and "Connecting" not in text:
             return
         page.wait_for_timeout(500)
     raise AssertionError("the kernel stayed busy")
 
 
-def test_a_downloaded_chapter_reads_and_runs_in_jupyterlab(lab: tuple[str, Path]) -> None:
-    """Runs in a thread of its own: the browser tests' session keeps Playwright's synchronous
-    API (an asyncio loop) open in the main thread, and a second one may not start there."""
+def api(url: str, path: str, method: str = "GET") -> object:
+    request = urllib.request.Request(f"{url}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (localhost)
+        body = reply.read()
+    return json.loads(body) if body else None
+
+
+def shut_down_kernels(url: str) -> None:
+    for session in api(url, "/api/sessions"):
+        api(url, f"/api/sessions/{session['id']}", "DELETE")
+    for kernel in api(url, "/api/kernels"):
+        api(url, f"/api/kernels/{kernel['id']}", "DELETE")
+
+
+def in_browser(url: str, drive: Callable[[object, str], None], screenshot: str) -> None:
+    """Run ``drive(page, url)`` in a thread of its own: the browser tests' session keeps
+    Playwright's synchronous API (an asyncio loop) open in the main thread."""
     errors: list[BaseException] = []
 
     def run() -> None:
+        from playwright.sync_api import sync_playwright
+
+        profile = tempfile.mkdtemp(prefix="chromium-lab-")
         try:
-            drive(*lab)
+            with sync_playwright() as p:
+                context = p.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                    viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                try:
+                    drive(page, url)
+                finally:
+                    (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
+                    page.screenshot(path=str(ROOT / "tests" / "artifacts" / screenshot))
+                    context.close()
         except BaseException as error:  # noqa: BLE001 (re-raised in the test's thread)
             errors.append(error)
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -161,55 +229,66 @@ def test_a_downloaded_chapter_reads_and_runs_in_jupyterlab(lab: tuple[str, Path]
         raise errors[0]
 
 
-def drive(url: str, work: Path) -> None:
-    from playwright.sync_api import sync_playwright
+def open_notebook(page: object, url: str, name: str) -> dict:
+    page.goto(f"{url}/lab/tree/{name}?reset", wait_until="load")  # no restored workspace
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-RenderedMarkdown, .jp-Notebook .myst",
+                           timeout=60_000)
+    page.wait_for_timeout(3000)
+    wait_idle(page)
+    page.wait_for_timeout(4000)  # what a change after the kernel started would need to show
+    return page.evaluate(STATE)
 
-    name = Path(CHAPTER).name + ".ipynb"
-    solutions = sum("{solution}" in "".join(c["source"])
-                    for c in json.loads((work / name).read_text())["cells"])
-    profile = tempfile.mkdtemp(prefix="chromium-lab-")
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        try:
-            page.goto(f"{url}/lab/tree/{name}", wait_until="load")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook .jp-RenderedMarkdown, .jp-Notebook .myst",
-                                   timeout=60_000)
-            page.wait_for_timeout(3000)
-            wait_idle(page)
-            opened = page.evaluate(STATE)
-            assert opened["rendered"] >= 10, opened
-            assert not opened["raw"], f"MyST left raw: {opened['raw'][:3]}"
-            assert opened["folded"] >= solutions > 0, opened
-            assert "course_pkg" in opened["first"] and "pip install" in opened["first"]
-            assert not opened["dirty"], "opening the chapter marked it modified"
 
-            page.locator(".jp-Notebook").first.click()
-            page.get_by_text("Run", exact=True).first.click()
-            page.get_by_text("Run All Cells", exact=True).first.click()
-            page.wait_for_timeout(2000)
-            wait_idle(page, 240)
-            ran = page.evaluate(STATE)
-            assert ran["errors"] == 0, "a cell wrote to stderr or failed"
-            assert ran["images"] >= 2, ran
-            page.keyboard.press("Control+s")
-            page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')",
-                                   timeout=30_000)
-            saved = json.loads((work / name).read_text())
-            assert "widgets" in saved["metadata"], "widget state was not saved"
+def test_a_downloaded_chapter_reads_runs_and_reopens(lab: tuple[str, Path]) -> None:
+    url, work = lab
+    name = f"{CHAPTER}.ipynb"
+    solutions = sum(sn.SOLUTION_TAG in c.metadata.get("tags", [])
+                    for c in nbformat.read(work / name, as_version=4).cells)
 
-            page.reload(wait_until="load")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_timeout(5000)
-            reopened = page.evaluate(STATE)
-            assert not reopened["notFound"], "a widget reads 'model not found' after reopening"
-            assert reopened["images"] >= ran["images"], (ran, reopened)
-        finally:
-            (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
-            page.screenshot(path=str(ROOT / "tests" / "artifacts" / "jupyterlab.png"))
-            page.close()
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    def drive(page: object, url: str) -> None:
+        opened = open_notebook(page, url, name)
+        assert opened["rendered"] >= 10, opened
+        assert not opened["raw"], f"MyST left raw: {opened['raw'][:3]}"
+        assert opened["details"] == solutions > 0, opened
+        assert opened["detailsOpen"] == 0 and set(opened["summaries"]) == {"Solution"}, opened
+        assert "course_pkg" in opened["first"] and "COURSE_PKG_WHEEL" in opened["first"]
+        assert not opened["dirty"], "opening the chapter marked it modified"
+        page.locator(".jp-Notebook details summary").first.click()  # one click opens it
+        assert page.evaluate(STATE)["detailsOpen"] == 1
+
+        page.locator(".jp-Notebook").first.click()
+        page.get_by_text("Run", exact=True).first.click()
+        page.get_by_text("Run All Cells", exact=True).first.click()
+        page.wait_for_timeout(2000)
+        wait_idle(page, 240)
+        ran = page.evaluate(STATE)
+        assert ran["errors"] == 0, "a cell wrote to stderr or failed"
+        assert ran["images"] >= 2, ran
+        page.keyboard.press("Control+s")
+        page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')",
+                               timeout=30_000)
+        page.goto("about:blank")  # the notebook is closed
+        shut_down_kernels(url)
+        reopened = open_notebook(page, url, name)
+        assert not reopened["notFound"], "a widget reads 'model not found' after reopening"
+        assert reopened["images"] >= 2, (ran, reopened)
+
+    in_browser(url, drive, "jupyterlab.png")
+
+
+def test_opening_a_problem_set_changes_nothing_in_it(lab: tuple[str, Path]) -> None:
+    url, work = lab
+
+    def drive(page: object, url: str) -> None:
+        for name in PROBLEM_SETS:
+            before = (work / f"{name}.ipynb").read_text()
+            opened = open_notebook(page, url, f"{name}.ipynb")
+            assert "COURSE_PKG_WHEEL" in opened["first"], name
+            assert not opened["raw"], (name, opened["raw"][:3])
+            assert not opened["dirty"], f"{name}: opening it marked it modified"
+            assert (work / f"{name}.ipynb").read_text() == before, name
+            page.goto("about:blank")
+            shut_down_kernels(url)
+
+    in_browser(url, drive, "jupyterlab-problem-sets.png")

@@ -12,19 +12,31 @@ points, drawn at 72 dots per inch, so as many pixels). The live form shows its f
 ordinary output of the cell, updated in place, so that a saved notebook shows the figure again
 when it is reopened without a kernel. The static form's picture frames are 256-colour PNGs.
 
+**Reopening in a default JupyterLab.** JupyterLab shows "Error displaying widget: model not
+found" for a saved widget output whose model it cannot find, and by default it saves no widget
+state. So the live form's widgets have fixed model ids (:func:`explorer_key`: the same draw
+function and controls give the same ids in every kernel), and the static form, made while the
+book is built, records the live form's widget state under those ids in its output's metadata
+(:data:`LIVE_STATE`). The notebook a student downloads carries that state in its own metadata
+(``book/_ext/student_notebooks.py``): JupyterLab restores the models from it whenever the
+notebook is opened, so the sliders' output always finds its model, before the cell is run and
+after a run, a save and a kernel shutdown; running the cell replaces them with live ones.
+
 ipywidgets is imported only when a live explorer is made.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import html
 import io
 import itertools
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +50,35 @@ MIN_FONT_PT = 10
 
 FRAME_DPI = 72
 """Dots per inch of the static explorers' frames."""
+
+LIVE_STATE = "course_pkg/live-explorer"
+"""The output-metadata key under which a static explorer records its live form: the root
+widget's model id, the widget state of every model, and the first figure as a PNG."""
+
+_LIVE: dict[str, Explorer] = {}
+"""The live explorer shown for each key in this kernel (a rerun closes the previous one)."""
+
+
+def explorer_key(draw: Callable[..., Any], grids: Mapping[str, Sequence[Any]]) -> str:
+    """A name of the explorer that is the same in every kernel: its draw function's module
+    and name, and its controls with their number of values."""
+    text = (f"{getattr(draw, '__module__', '')}.{getattr(draw, '__qualname__', repr(draw))}|"
+            + "|".join(f"{name}:{len(values)}" for name, values in grids.items()))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _no_frontend() -> Iterator[None]:
+    """Widgets made inside talk to no frontend (a build records their state only)."""
+    import comm
+
+    saved = comm.create_comm
+    comm.create_comm = comm.DummyComm
+    try:
+        yield
+    finally:
+        comm.create_comm = saved
+
 
 STATIC_HINT = ("These sliders move with the course website's script. In a notebook, run the "
                "cell: the live version redraws the figure.")
@@ -154,13 +195,20 @@ class Explorer:
 
         self._draw, self._plt = draw, plt
         grids = _check_controls(controls)
+        self.key = explorer_key(draw, grids)
+        previous = _LIVE.pop(self.key, None)
+        if previous is not None:  # a rerun: its models' ids are about to be reused
+            previous.close()
+        ids = (f"course-explorer-{self.key}-{i}" for i in itertools.count())
         initial = dict(initial or {})
         self.controls = {
             name: w.SelectionSlider(
                 options=list(zip(_labels(name, values, labels), values, strict=True)),
                 value=initial.get(name, values[len(values) // 2]),
                 description=name, continuous_update=False,
-                layout=w.Layout(width="420px"), style={"description_width": "initial"},
+                layout=w.Layout(width="420px", model_id=next(ids)),
+                style=w.SliderStyle(description_width="initial", model_id=next(ids)),
+                model_id=next(ids),
             )
             for name, values in grids.items()
         }
@@ -168,8 +216,34 @@ class Explorer:
         self._handle = None
         for slider in self.controls.values():
             slider.observe(lambda _change: self.redraw(), names="value")
-        self.widget = w.VBox(list(self.controls.values()))
+        self.widget = w.VBox(list(self.controls.values()), layout=w.Layout(model_id=next(ids)),
+                             model_id=next(ids))
+        _LIVE[self.key] = self
         self.redraw()
+
+    def models(self) -> list[Any]:
+        """Every widget model of the explorer: the box, the sliders, their layouts and styles."""
+        found = [self.widget, self.widget.layout]
+        for slider in self.controls.values():
+            found += [slider, slider.layout, slider.style]
+        return found
+
+    def close(self) -> None:
+        """Close every model (their ids are free again) and the figure."""
+        for model in self.models():
+            model.close()
+        if self.figure is not None:
+            self._plt.close(self.figure)
+        if _LIVE.get(self.key) is self:
+            del _LIVE[self.key]
+
+    def state(self) -> dict[str, Any]:
+        """What a saved notebook needs to show this explorer's sliders without a kernel: the
+        root model's id and the widget state of every model (JupyterLab's format)."""
+        import ipywidgets as w
+
+        return {"model_id": self.widget.model_id,
+                "state": w.Widget.get_manager_state(widgets=self.models())["state"]}
 
     @property
     def values(self) -> dict[str, Any]:
@@ -229,6 +303,7 @@ class StaticExplorer:
             values.index(initial[name]) if name in initial else len(values) // 2
             for name, values in self.grids.items()
         ]
+        self.live = record_live_state(draw, controls, initial, labels)
         self.frames: dict[str, str] = {}
         names = list(self.grids)
         box = None
@@ -239,6 +314,12 @@ class StaticExplorer:
                 box = frame_box(fig)
             self.frames[",".join(map(str, index))] = png_frame(fig, dpi, box)
             plt.close(fig)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
+                          ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The page's HTML, with the live form's state in the output's metadata."""
+        metadata = {LIVE_STATE: self.live} if self.live else {}
+        return {"text/html": self._repr_html_()}, metadata
 
     def _repr_html_(self) -> str:
         uid = "explorer-" + uuid.uuid4().hex[:10]
@@ -274,6 +355,25 @@ class StaticExplorer:
             f'<p class="course-explorer-hint" style="font-family:sans-serif;font-size:0.85em;'
             f'font-style:italic">{html.escape(STATIC_HINT)}</p><script>{script}</script></div>'
         )
+
+
+def record_live_state(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
+                      initial: Mapping[str, Any] | None = None,
+                      labels: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The live form's state (:meth:`Explorer.state`) and its first figure (a base64 PNG),
+    made without a frontend; {} where ipywidgets is not installed."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return {}
+    with _no_frontend():
+        live = Explorer(draw, controls, initial, labels=labels)
+        try:
+            recorded = live.state()
+            recorded["figure"] = base64.b64encode(live.image().data).decode("ascii")
+        finally:
+            live.close()
+    return recorded
 
 
 def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]],
