@@ -435,3 +435,15 @@ def test_two_instructors_grade_at_once_beside_a_hostile_user(released, reachable
     assert sorted(p.name for p in (shared_tmp / "dask-scratch-space").iterdir()) == [
         "global.lock", "purge.lock"]
     assert list((shared_tmp / "runtime-bob/course-grading").iterdir()) == []
+
+
+def test_a_link_planted_as_the_batch_lock_is_refused(released, tmp_path):
+    course = fresh(released, tmp_path / "course")
+    submit(course, "solution")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    (course / ".grading" / "ps1").mkdir(parents=True)
+    (course / ".grading" / "ps1" / "lock").symlink_to(victim)
+    run = course_cli(course, "autograde", "ps1", "--workers", "1")
+    assert run.returncode == 2 and "refusing the batch's lock file" in run.stderr, run.stderr
+    assert victim.read_text() == "keep\n"

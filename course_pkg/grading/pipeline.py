@@ -23,6 +23,7 @@ Every submission ends with an :class:`Outcome`, whose :meth:`Outcome.line` is it
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -183,7 +184,7 @@ def autograde(
     work.mkdir(parents=True, exist_ok=True)
     from nbgrader.api import Gradebook
 
-    with open(work / "lock", "w") as lock, Gradebook(course.db_url) as gb:
+    with _batch_lock(work / "lock") as lock, Gradebook(course.db_url) as gb:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -204,6 +205,22 @@ def autograde(
                             by_student[submission["student"]], answer),
                         stage=stage, alive=workers_alive)
         return [recorder.outcomes[s] for s in known]
+
+
+def _batch_lock(path: Path) -> Any:
+    """The lock file of a batch, opened without following a link (a link or a file of another
+    user's there is refused, as the grader's runtime state is: issue 14, item 9)."""
+    from course_pkg.grading.identity import UnsafeRuntimeState
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise UnsafeRuntimeState(f"refusing the batch's lock file {path}: {err.strerror} (a "
+                                 "link put there?); remove it and run again") from None
+    if os.fstat(fd).st_uid != os.geteuid():
+        os.close(fd)
+        raise UnsafeRuntimeState(f"refusing the batch's lock file {path}: another user owns it")
+    return os.fdopen(fd, "w")
 
 
 def _job(course: Course, assignment: str, spec: dict[str, Any], limits: Limits,
