@@ -249,3 +249,15 @@ def test_a_real_repository_is_accepted_and_a_placeholder_refused() -> None:
         site_links.repository("https://github.com/backprop-course/backprop-course")
     with pytest.raises(ConfigError, match="GitHub repository"):
         site_links.repository("https://gitlab.example.org/a/b")
+
+
+def test_notebook_links_download_instead_of_opening_their_json() -> None:
+    import offline_site
+
+    page = ('<li><a href="../_sources/book/gradient_descent.ipynb" target="_blank"\n'
+            '   class="btn btn-download-notebook-button" title="Download notebook file"\n>'
+            '<a href="../_sources/book/gradient_descent.md" target="_blank">')
+    out = offline_site.download_notebook_links(page)
+    assert 'download="gradient_descent.ipynb"' in out
+    assert 'target="_blank"' in out  # only the .md link keeps it
+    assert out.count('target="_blank"') == 1

@@ -13,6 +13,8 @@
   into the student's notebook (``student_notebooks.student_notebook``: the check cell, included
   code inlined, references into other chapters as links to the site with their numbers,
   solutions folded in ``<details>``, no widget state, stable cell ids).
+- Each link to a notebook (the theme's ``.ipynb`` download button) downloads it
+  (``download`` attribute) instead of opening its JSON in a new tab.
 - ``site_package``: the wheel of course_pkg published with the site, its address
   (``html.baseurl``) and the ``{course-install}`` directive of the page "Get started".
 - The execution cache is keyed on course_pkg's sources as well as on each chapter's code
@@ -28,6 +30,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,30 @@ def executed_downloads(app: Any, exception: Exception | None) -> None:
         nbformat.write(student_notebooks.student_notebook(notebook, export), ipynb)
 
 
+NOTEBOOK_LINK = re.compile(r'<a href="(?P<href>[^"]+\.ipynb)"(?P<rest>[^>]*?)\s+target="_blank"')
+
+
+def download_notebook_links(html: str) -> str:
+    """Make each link to a notebook download it (``download``), rather than open its JSON in
+    a new tab, as it does from a site opened from disk (``file://``)."""
+    def replace(match: re.Match) -> str:
+        name = match.group("href").rsplit("/", 1)[-1]
+        return f'<a href="{match.group("href")}"{match.group("rest")} download="{name}"'
+
+    return NOTEBOOK_LINK.sub(replace, html)
+
+
+def notebook_links_download(app: Any, exception: Exception | None) -> None:
+    """build-finished: :func:`download_notebook_links` on every page."""
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        changed = download_notebook_links(text)
+        if changed != text:
+            page.write_text(changed, encoding="utf-8")
+
+
 def fingerprint_package(app: Any) -> None:
     """builder-inited: one fingerprint of course_pkg for the whole build (taken before any
     notebook runs, so that the parallel execution and myst-nb key the cache alike even if a
@@ -128,6 +155,7 @@ def serve_course_css(app: Any, config: Any) -> None:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", tidy_page_assets, priority=900)
     app.connect("build-finished", executed_downloads)
+    app.connect("build-finished", notebook_links_download)
     app.connect("builder-inited", fingerprint_package, priority=100)
     app.connect("source-read", key_cache_on_package)
     app.connect("config-inited", serve_course_css)
