@@ -105,8 +105,8 @@ def sandbox_cost(repeats: int = 20) -> tuple[float, float, float, float]:
             walls, cpu = [], cpu_seconds()
             for i in range(repeats):
                 started = time.monotonic()
-                kernel = SandboxedKernel(package, {"a.ipynb": b"{}"}, Limits(), 0, sandboxed,
-                                         Path(tmp) / f"plain{i}")
+                kernel = SandboxedKernel(package, {"a.ipynb": b"{}"}, Limits(),
+                                         sandboxed=sandboxed, workdir=Path(tmp) / f"plain{i}")
                 kernel.execute("import numpy")
                 kernel.close()
                 walls.append(time.monotonic() - started)
