@@ -70,8 +70,11 @@ def grade_batch(scheduler: str | None, workers: int, job: dict[str, Any],
     if workers == 1 or len(submissions) == 1:
         alive(lambda: 1)
         stage("grading")
-        for submission in submissions:
-            done(submission, grade_here(job, submission))
+        try:
+            for submission in submissions:
+                done(submission, grade_here(job, submission))
+        finally:
+            _forget_prepared()
         return
     starter = _Starter(workers)
     stage(f"starting {workers} workers (grading here meanwhile)")
@@ -88,6 +91,18 @@ def grade_batch(scheduler: str | None, workers: int, job: dict[str, Any],
             grade_all(client, job, queue, done)
     finally:
         starter.close()
+        _forget_prepared()
+
+
+def _forget_prepared() -> None:
+    """Remove the private course folders that grading here prepared (a worker's go with it)."""
+    import shutil
+
+    from course_pkg.grading import task
+
+    for prepared in task._PREPARED.values():
+        shutil.rmtree(prepared[0], ignore_errors=True)
+    task._PREPARED.clear()
 
 
 def grade_here(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
