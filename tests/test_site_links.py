@@ -64,9 +64,11 @@ def test_with_a_repository_every_button_leads_to_it(tmp_path: Path) -> None:
     assert REPO in hrefs, "no repository button"
     assert any(h.startswith(REPO + "/issues/new") for h in hrefs), "no issue button"
     assert not [h for h in hrefs if "example." in h or "git-pull" in h], "a JupyterHub button"
-    # The downloaded notebook says how to install course_pkg from this repository.
+    # The downloaded notebook installs course_pkg from the site's wheel, not from a git host
+    # (html.baseurl is unset here: it names the file and the page to download it from).
     notebook = (html / "_sources" / PAGE).with_suffix(".ipynb").read_text()
-    assert "git+https://github.com/some-university/backprop-course" in notebook
+    assert "git+" not in notebook and "course_pkg-" in notebook and "Get started" in notebook
+    assert list((html / "packages").glob("course_pkg-*.whl")), "the site serves no wheel"
 
 
 def test_a_placeholder_repository_stops_the_build(tmp_path: Path) -> None:
