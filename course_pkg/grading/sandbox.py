@@ -417,7 +417,7 @@ class SandboxedKernel:
         student's code ran): a fault of the grader.
     """
 
-    def __init__(self, package: Path, files: dict[str, bytes], limits: Limits,
+    def __init__(self, package: Path, files: dict[str, bytes], limits: Limits, *,
                  sandboxed: bool = True, workdir: Path | None = None,
                  allowed: tuple[str, ...] = ()) -> None:
         self.limits, self.sandboxed = limits, sandboxed
