@@ -825,3 +825,38 @@ def test_a_message_cites_the_notebook_and_the_site_with_its_link(monkeypatch):
     text = str(linked.value).replace("\n", " ")
     assert "(5.4) in chapter 5 on the course site" in text
     assert "https://course.test/book/matrix_form.html#equation-mf-delta" in str(linked.value)
+
+
+PS2_HELPERS = '''
+import numpy as np
+from course_pkg.tanh_two_layer import E, forward
+
+def output_deltas(y, y_hat):
+    return y - y_hat
+
+def hidden_deltas(w2, z, delta_out):
+    return (1.0 - z**2) * (w2.T @ delta_out)
+
+def grad_w2(delta_out, z):
+    return np.outer(delta_out, z)
+
+def grad_w1(delta_hidden, x):
+    return np.outer(delta_hidden, x)
+
+def gradients(w1, w2, x, y_hat):
+    h, z, y = forward(w1, w2, x)
+    delta_out = output_deltas(y, y_hat)
+    delta_hidden = hidden_deltas(w2, z, delta_out)
+    return E(y, y_hat), grad_w1(delta_hidden, x), grad_w2(delta_out, z)
+'''
+
+
+def test_ps2_names_the_wrong_helper_of_its_backward_pass():
+    from course_pkg.checks.tanh_two_layer import check_gradients
+
+    check_gradients(notebook(PS2_HELPERS)["gradients"])
+    wrong = notebook(PS2_HELPERS.replace("(1.0 - z**2) * (w2.T @ delta_out)", "w2.T @ delta_out"))
+    with pytest.raises(Feedback) as info:
+        check_gradients(wrong["gradients"])
+    assert info.value.tag == "earlier helper"
+    assert "Your hidden_deltas" in str(info.value) and "S' missing" in str(info.value)

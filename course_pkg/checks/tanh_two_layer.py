@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from course_pkg import tanh_two_layer as ref
-from course_pkg.checks.feedback import Exercise
+from course_pkg.checks.feedback import Exercise, first_wrong_helper
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 
 CHAPTER = "book/tanh_two_layer.md"
@@ -160,6 +160,19 @@ def _variant(tag: str) -> Callable[..., tuple]:
     return lambda w1, w2, x, y_hat: gradients(w1, w2, x, y_hat, mistake=tag)
 
 
+def helper_steps(w1: np.ndarray, w2: np.ndarray, x: np.ndarray, y_hat: np.ndarray
+                 ) -> list[tuple[Exercise, str, tuple]]:
+    """What the backward pass of the last exercise asks of the four helpers on one case, in
+    the order it asks it: (exercise, the helper's name in the notebook, its arguments)."""
+    _, z, y = ref.forward(w1, w2, x)
+    delta_out = output_deltas(y, y_hat)
+    delta_hidden = hidden_deltas(w2, z, delta_out)
+    return [(OUTPUT_DELTAS, "output_deltas", (y, y_hat)),
+            (HIDDEN_DELTAS, "hidden_deltas", (w2, z, delta_out)),
+            (GRAD_W1, "grad_w1", (delta_hidden, x)),
+            (GRAD_W2, "grad_w2", (delta_out, z))]
+
+
 GRADIENTS = Exercise(
     title="the backward pass (E, dE/dw1, dE/dw2)",
     notebook_equation=5,
@@ -173,6 +186,7 @@ GRADIENTS = Exercise(
          "hidden deltas, dE/dw2 from (delta_out, z), dE/dw1 from (delta_hidden, x).",
     forbidden=FORBIDDEN,
     returns=("E", "dE_dw1", "dE_dw2"),
+    earlier=lambda student, case: first_wrong_helper(student, GRADIENTS, helper_steps(*case)),
 )
 
 
