@@ -12,8 +12,8 @@
 
 Every command takes --course-dir, before or after the command's name (default: the
 current folder if it has an nbgrader_config.py, else ./assignments). An error exits with
-status 2, Ctrl-C with 130 (what was recorded stays recorded). The instructor's guide,
-book/instructor_guide.md, walks through a term.
+status 2, a grader fault in autograde with 1, Ctrl-C with 130 (what was recorded stays
+recorded). The instructor's guide, book/instructor_guide.md, walks through a term.
 """
 
 from __future__ import annotations
