@@ -4,8 +4,8 @@ A grader running as root gives each sandbox a user id of its own, ``ROOT_UID_BAS
 that the processes of one submission can neither signal, trace nor starve (through the
 per-user process limit) those of another, whatever the number of threads of the Dask worker
 that grades them. The number ``n`` is held, for the life of the sandbox, by an exclusive lock
-on the file ``<n>.lock`` in the grader's runtime folder: two sandboxes alive at once, in one
-process or in two, never share a user id.
+on the file ``<n>.lock`` in ``/run/course-grading/sandbox-uids`` (one folder for the whole
+machine): two sandboxes alive at once, in one process or in two, never share a user id.
 
 The runtime folder belongs to the user who grades and to nobody else (item 9 of issue 14):
 ``$XDG_RUNTIME_DIR/course-grading`` when that folder is this user's, else
@@ -44,6 +44,15 @@ def runtime_dir() -> Path:
     if os.geteuid() == 0 and _owned_and_private(Path("/run"), allow_read=True):
         return Path("/run") / FOLDER_NAME
     return Path.home() / ".cache" / FOLDER_NAME
+
+
+def _uid_registry() -> Path:
+    """Where root's sandboxes hold their user ids: one folder for the whole machine
+    (``/run/course-grading``), whatever ``$XDG_RUNTIME_DIR`` each grader has, so that two
+    graders never hand out the same user id."""
+    if _owned_and_private(Path("/run"), allow_read=True):
+        return Path("/run") / FOLDER_NAME
+    return runtime_dir()
 
 
 def _owned_and_private(folder: Path, allow_read: bool = False) -> bool:
@@ -115,7 +124,7 @@ class SandboxIdentity:
         """A user id that no other live sandbox holds (root), or the grader's own (not root)."""
         if os.geteuid() != 0:
             return cls(0, None, None)
-        dir_fd = open_private_dir((folder or runtime_dir()) / "sandbox-uids")
+        dir_fd = open_private_dir((folder or _uid_registry()) / "sandbox-uids")
         try:
             for number in range(MAX_SANDBOXES):
                 fd = _lock_file(dir_fd, f"{number}.lock")
