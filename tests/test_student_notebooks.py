@@ -261,3 +261,15 @@ def test_notebook_links_download_instead_of_opening_their_json() -> None:
     assert 'download="gradient_descent.ipynb"' in out
     assert 'target="_blank"' in out  # only the .md link keeps it
     assert out.count('target="_blank"') == 1
+
+
+def test_equation_labels_in_code_read_as_the_sites_numbers() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "x = np.sum(a)  # (mf-delta)\nprint('(nd-update) holds')")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                  text="(nd-update) holds\n")]
+    out = sn.student_notebook(nb, EXPORT)
+    assert out.cells[-1].source == "x = np.sum(a)  # (5.4)\nprint('(7.5) holds')"
+    assert out.cells[-1].outputs[0]["text"] == "(7.5) holds\n"
+    plain = sn.student_notebook(nb, sn.book_export("book/matrix_form"))  # no numbers: kept
+    assert "(mf-delta)" in plain.cells[-1].source

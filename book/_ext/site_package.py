@@ -134,10 +134,14 @@ def site_map(env: Any, address: str = "") -> SiteMap:
         title = env.titles[page].astext() if page in env.titles else page
         found.chapters[page] = (number, title)
     fignumbers = getattr(env, "toc_fignumbers", {}) or {}
+    # Node ids are lower case ("mf-D" has "equation-mf-d"); the math domain keeps the labels.
+    labels = {label.lower(): label for label in
+              (getattr(env.get_domain("math"), "equations", {}) or {})}
     for page, kinds in fignumbers.items():
         for node_id, number in (kinds.get("displaymath") or {}).items():
             if node_id.startswith("equation-"):
-                found.equations[node_id[len("equation-"):]] = (page, _number(number))
+                name = node_id[len("equation-"):]
+                found.equations[labels.get(name, name)] = (page, _number(number))
     std = env.get_domain("std")
     for label, (page, anchor, text) in std.labels.items():
         number = _number(fignumbers.get(page, {}).get("exercise", {}).get(anchor))

@@ -20,6 +20,8 @@ whole on its own, in JupyterLab (with or without ``jupyterlab-myst``), Colab or 
   "(4.3) in chapter 4", or plain text while the site has no address; a reference to an
   equation of the same chapter stays (JupyterLab numbers the notebook's own equations);
   directives that only Sphinx runs (``{eval-rst}``, ``{tableofcontents}``) become a link;
+  an equation label in a code cell or its printed output, ``(mf-forward)``, reads as the
+  site's number, ``(5.1)``, as on the site's page;
 - each exercise's ``{solution}`` block becomes a markdown cell of its own holding a
   ``<details><summary>Solution</summary>`` block: folded, with a plain title, one click opens it;
 - an explorer's output is its live form's, sliders and figure, and the notebook's metadata
@@ -273,11 +275,11 @@ def resolve_role(role: str, body: str, export: Export, own_labels: set[str]) -> 
             return f"the equation *{target}* of the course's book"
         if not number:
             return _link(f"the equation *{target}* of {_where(page, export)}", page,
-                         f"equation-{target}", export)
+                         f"equation-{target.lower()}", export)
         chapter = number.rsplit(".", 1)[0] if "." in number else ""
         kind = "appendix" if chapter[:1].isalpha() else "chapter"
         shown = f"({number}) in {kind} {chapter}" if chapter else f"({number})"
-        return _link(shown, page, f"equation-{target}", export)
+        return _link(shown, page, f"equation-{target.lower()}", export)
     if role == "doc":
         page = _page_of(target, export)
         return _link(text or _where(page, export), page, "", export)
@@ -297,6 +299,28 @@ def resolve_references(source: str, export: Export, own_labels: set[str]) -> str
         return match.group(0) if found is None else found
 
     return ROLE.sub(replace, source)
+
+
+def number_labels(text: str, export: Export) -> str:
+    """``(mf-forward)`` in code or its printed output as the site numbers it, ``(5.1)``.
+
+    Only labels with a hyphen count (never a variable name in parentheses)."""
+    numbered = {label: number for label, (_, number) in export.equations.items()
+                if number and "-" in label}
+    if not numbered or "(" not in text:
+        return text
+    pattern = re.compile(r"\((" + "|".join(map(re.escape, sorted(numbered, key=len,
+                                                                  reverse=True))) + r")\)")
+    return pattern.sub(lambda m: f"({numbered[m.group(1)]})", text)
+
+
+def _number_code_cell(cell: Any, export: Export) -> None:
+    cell.source = number_labels(cell.source, export)
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            output["text"] = number_labels(output.get("text", ""), export)
+        elif "text/plain" in (output.get("data") or {}):
+            output["data"]["text/plain"] = number_labels(output["data"]["text/plain"], export)
 
 
 def python_object(path: Path, name: str) -> str:
@@ -402,6 +426,7 @@ def student_notebook(notebook: Any, export: Export | None = None) -> Any:
                                              own_labels)
         elif cell.cell_type == "code":
             _static_outputs(cell, widget_state)
+            _number_code_cell(cell, export)
     if widget_state:
         nb.metadata["widgets"] = {WIDGET_STATE: {"version_major": 2, "version_minor": 0,
                                                  "state": widget_state}}

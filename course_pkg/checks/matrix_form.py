@@ -30,8 +30,11 @@ TRAINING_TIME_S = 20.0
 TARGET_ACCURACY = 0.90
 
 
-def section(name: str) -> str:
-    return f"{CHAPTER}, section '{name}'"
+OUTPUT_CHAPTER = "book/output_and_saturation.md"
+
+
+def section(name: str, chapter: str = CHAPTER) -> str:
+    return f"{chapter}, section '{name}'"
 
 
 # -- random networks as dicts ------------------------------------------------------------------
@@ -87,7 +90,7 @@ DELTA_L_CROSS_ENTROPY = Exercise(
     title="delta_L for softmax with cross-entropy",
     notebook_equation=2,
     equation="mf-delta-ce",
-    chapter=section("The output layer: softmax with cross-entropy"),
+    chapter=section("The output layer: softmax with cross-entropy", OUTPUT_CHAPTER),
     correct=package_delta_L_cross_entropy,
     mistakes={
         "sign flipped": lambda z, y: -delta_L_cross_entropy(z, y),
@@ -127,7 +130,7 @@ DELTA_L_SQUARED_ERROR = Exercise(
     title="delta_L for squared-error regression",
     notebook_equation=3,
     equation="mf-delta-mse",
-    chapter=section("The output layer: multi-output regression"),
+    chapter=section("The output layer: multi-output regression", OUTPUT_CHAPTER),
     correct=package_delta_L_squared_error,
     mistakes={
         "S' missing": lambda z, Y, S, Sp: 2.0 * (S(z) - Y),
@@ -341,7 +344,7 @@ GRADIENTS = Exercise(
 TRAINING = Exercise(
     title="training your network on the digits",
     notebook_equation=6,
-    chapter=section("Training on handwritten digits"),
+    chapter=section("Training on handwritten digits", OUTPUT_CHAPTER),
     correct=reference_gradients,
     mistakes={},
     cases=lambda rng, hidden: [],

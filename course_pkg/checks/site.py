@@ -39,5 +39,5 @@ def cite_equation(label: str) -> str:
     page, number = EQUATIONS[label]
     chapter = CHAPTERS.get(page, ("", ""))[0]
     text = f"({number})" + (f" in chapter {chapter}" if chapter else "")
-    url = page_url(page, f"equation-{label}")
+    url = page_url(page, f"equation-{label.lower()}")  # docutils lower-cases node ids
     return f"{text} on the course site, {url}" if url else f"{text} on the course site"
