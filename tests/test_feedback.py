@@ -860,3 +860,47 @@ def test_ps2_names_the_wrong_helper_of_its_backward_pass():
         check_gradients(wrong["gradients"])
     assert info.value.tag == "earlier helper"
     assert "Your hidden_deltas" in str(info.value) and "S' missing" in str(info.value)
+
+
+def test_validate_and_the_grader_say_the_same_when_a_helper_delegates_to_the_checks(tmp_path):
+    """Issue 16 item 5: a helper that calls the checks' own answer gets the same tag and
+    message in the student's notebook (validate) as from the grader, whose sandbox holds only
+    empty shells of course_pkg.checks (course_pkg.grading.withheld) and whose test calls the
+    student's function there (course_pkg.grading.trusted.RemoteFunction)."""
+    import importlib.util
+
+    from course_pkg.checks import matrix_form
+    from course_pkg.grading import withheld
+    from course_pkg.grading.trusted import RemoteFunction
+
+    copy = withheld.build(tmp_path / "sandbox", withheld.withheld_names(
+        ["course_pkg.checks.matrix_form"]))
+    spec = importlib.util.spec_from_file_location(
+        "sandboxed_matrix_form", copy / "course_pkg" / "checks" / "matrix_form.py")
+    shell = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shell)
+
+    class SandboxedKernel:  # what the sandbox answers when the grader calls the student
+        limits = type("Limits", (), {"cell_timeout": 10})()
+
+        @staticmethod
+        def cpu_seconds() -> float:
+            return 0.0
+
+        def request(self, message: dict, timeout: float) -> dict:
+            try:
+                shell.backward_step()  # the student's helper delegates to the shell's copy
+            except Exception as err:  # noqa: BLE001
+                return {"ok": False, "ename": type(err).__name__, "evalue": str(err)}
+            return {"ok": True, "value": None}
+
+    local_student = notebook("from course_pkg.checks import matrix_form as m\n"
+                             "def backward_step(l, W, z, a, delta, S_prime):\n"
+                             "    return m.backward_step(l, W, z, a, delta, S_prime)\n")
+    with pytest.raises(Feedback) as local:
+        matrix_form.check_backward_step(local_student["backward_step"])
+    with pytest.raises(Feedback) as graded:
+        matrix_form.check_backward_step(RemoteFunction(SandboxedKernel(), "backward_step", []),
+                                        seed=1)
+    assert local.value.tag == graded.value.tag == "used course_pkg"
+    assert str(local.value) == str(graded.value)
