@@ -201,3 +201,16 @@ def test_versions_and_python_floors_agree() -> None:
     runtime = (ROOT / ".binder" / "runtime.txt").read_text().strip()
     assert runtime.startswith("python-") and runtime >= f"python-{floor}"
     assert json.dumps(site_package.package_version())
+
+
+def test_the_binder_install_leaves_the_work_tree_clean() -> None:
+    """.binder/ installs the repository editable (no build/ folder) and postBuild's chapter
+    notebooks beside their sources are ignored by git."""
+    requirements = (ROOT / ".binder" / "requirements.txt").read_text().splitlines()
+    assert "-e .[lab]" in requirements
+    for written in ("book/gradient_descent.ipynb", "build/lib/course_pkg/network.py",
+                    "course_pkg.egg-info/PKG-INFO"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", written], cwd=ROOT)
+        assert ignored.returncode == 0, f"{written} would show as untracked after a Binder install"
+    post_build = (ROOT / ".binder" / "postBuild").read_text()
+    assert "student_notebooks.py book/*.md" in post_build
