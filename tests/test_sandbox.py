@@ -340,17 +340,22 @@ def test_runtime_state_refuses_links_and_what_another_user_owns(tmp_path, monkey
         with pytest.raises(identity.UnsafeRuntimeState, match="belongs to user id 23999"):
             identity.open_private_dir(tmp_path / "theirs")
         (tmp_path / "mine" / "sandbox-uids").mkdir(parents=True, mode=0o700)
-        (tmp_path / "mine" / "sandbox-uids" / "0.lock").symlink_to(target)
-        with pytest.raises(identity.UnsafeRuntimeState, match="lock file 0.lock"):
+        links = [tmp_path / "mine" / "sandbox-uids" / f"{n}.lock" for n in range(
+            identity.SPREAD)]  # wherever a claim starts
+        for link in links:
+            link.symlink_to(target)
+        with pytest.raises(identity.UnsafeRuntimeState, match=r"lock file \d+.lock"):
             identity.SandboxIdentity.claim(tmp_path / "mine")
         assert target.read_text() == "keep"
-        (tmp_path / "mine" / "sandbox-uids" / "0.lock").unlink()
-        one = identity.SandboxIdentity.claim(tmp_path / "mine")
-        two = identity.SandboxIdentity.claim(tmp_path / "mine")
-        assert (one.uid, two.uid) == (identity.ROOT_UID_BASE, identity.ROOT_UID_BASE + 1)
-        one.release()
-        assert identity.SandboxIdentity.claim(tmp_path / "mine").uid == identity.ROOT_UID_BASE
-        two.release()
+        for link in links:
+            link.unlink()
+        held = [identity.SandboxIdentity.claim(tmp_path / "mine") for _ in range(300)]
+        uids = {one.uid for one in held}
+        assert len(uids) == 300 and all(
+            identity.ROOT_UID_BASE <= uid < identity.ROOT_UID_BASE + identity.MAX_SANDBOXES
+            for uid in uids)
+        for one in held:
+            one.release()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "open"))  # not this user's alone
     assert not str(identity.runtime_dir()).startswith(str(tmp_path / "open"))
     (tmp_path / "xdg").mkdir(mode=0o700)

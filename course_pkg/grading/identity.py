@@ -23,12 +23,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import stat
 from pathlib import Path
 
 ROOT_UID_BASE = 61_000
 """Running as root, sandbox number n runs as user ROOT_UID_BASE + n."""
 MAX_SANDBOXES = 4096
+SPREAD = 256
+"""A claim starts its search at a random number below this: the processes of a sandbox that
+has just ended may take a moment to disappear, and its user id is then not reused at once."""
 FOLDER_NAME = "course-grading"
 
 
@@ -125,8 +129,10 @@ class SandboxIdentity:
         if os.geteuid() != 0:
             return cls(0, None, None)
         dir_fd = open_private_dir((folder or _uid_registry()) / "sandbox-uids")
+        start = secrets.randbelow(SPREAD)  # a just-released id is seldom the next one handed out
         try:
-            for number in range(MAX_SANDBOXES):
+            for step in range(MAX_SANDBOXES):
+                number = (start + step) % MAX_SANDBOXES
                 fd = _lock_file(dir_fd, f"{number}.lock")
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
