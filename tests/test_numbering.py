@@ -176,3 +176,38 @@ def test_every_chapter_has_three_exercises_with_solutions(page: str) -> None:
     solutions = re.findall(r"```\{solution\} ([\w-]+)", text)
     assert len(exercises) >= 3, (page, exercises)
     assert sorted(exercises) == sorted(solutions), page
+
+
+def test_the_numbering_extension_on_a_small_project(tmp_path: Path) -> None:
+    """book/_ext/numbering.py on a two-page project: the appendix is lettered (title, navigation,
+    equations, references) and a label in a code block and its comment reads as its number."""
+    import subprocess
+    import sys
+
+    (tmp_path / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT / 'book' / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'numbering', 'sphinx_multitoc_numbering']\n"
+        "myst_enable_extensions = ['dollarmath', 'amsmath']\n"
+        "numfig = True\nmath_numfig = True\nnumfig_secnum_depth = 1\nmath_numsep = '.'\n")
+    (tmp_path / "index.md").write_text(
+        "# Root\n\n```{toctree}\n:numbered: 1\n:caption: Chapters\none\n```\n\n"
+        "```{toctree}\n:numbered: 1\n:caption: Appendices\napp\n```\n")
+    (tmp_path / "one.md").write_text(
+        "# One\n\n$$\na = b\n$$ (one-a)\n\n```python\nx = 1   # (one-a), (app-b)\n"
+        "print('(one-a) =', x)\n```\n")
+    (tmp_path / "app.md").write_text(
+        "# App\n\n$$\nc = d\n$$ (app-b)\n\nSee {eq}`one-a` and {eq}`app-b`.\n")
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-n", "-q", "-b", "html",
+                           str(tmp_path), str(tmp_path / "_build")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    one = (tmp_path / "_build" / "one.html").read_text()
+    app = (tmp_path / "_build" / "app.html").read_text()
+    index = (tmp_path / "_build" / "index.html").read_text()
+    assert '<span class="section-number">A. </span>App' in app
+    assert '<span class="eqno">(A.1)' in app and '<span class="eqno">(1.1)' in one
+    assert ">(1.1)</a> and <" in app and ">(A.1)</a>." in app
+    assert 'href="app.html">A. App' in index and 'href="one.html">1. One' in index
+    code = re.sub(r"<[^>]+>", "", one[one.index('<div class="highlight'):])
+    assert "# (1.1), (A.1)" in code and "'(1.1) ='" in code.replace("&#39;", "'")
+    assert "(one-a)" not in code and "(app-b)" not in code
