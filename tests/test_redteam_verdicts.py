@@ -548,7 +548,8 @@ ALL = PS1 + PS2 + [Sub(name, "ps3") for name in (
 
 # -- the verdicts --------------------------------------------------------------------------------
 def test_every_command_succeeds(batch: Batch) -> None:
-    failed = {name: run.stderr.decode(errors="replace")[-1500:]
+    failed = {name: (run.stdout.decode(errors="replace")[-1500:],
+                     run.stderr.decode(errors="replace")[-800:])
               for name, run in batch.runs.items() if run.returncode != 0}
     assert not failed, failed
 
