@@ -14,10 +14,10 @@ when it is reopened without a kernel. The static form's picture frames are 256-c
 
 **Reopening in a default JupyterLab.** JupyterLab shows "Error displaying widget: model not
 found" for a saved widget output whose model it cannot find, and by default it saves no widget
-state. So the live form's widgets have fixed model ids (:func:`explorer_key`: the same draw
+state. So the live form's widgets have fixed model ids (``explorer_key``: the same draw
 function and controls give the same ids in every kernel), and the static form, made while the
 book is built, records the live form's widget state under those ids in its output's metadata
-(:data:`LIVE_STATE`). The notebook a student downloads carries that state in its own metadata
+(``LIVE_STATE``). The notebook a student downloads carries that state in its own metadata
 (``book/_ext/student_notebooks.py``): JupyterLab restores the models from it whenever the
 notebook is opened, so the sliders' output always finds its model, before the cell is run and
 after a run, a save and a kernel shutdown; running the cell replaces them with live ones.
