@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from course_pkg import graph
+from course_pkg import activations, graph, helpers
 from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, call, diagnose, variants
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.network import Network
@@ -36,7 +36,10 @@ from course_pkg.network import Network
 CHAPTER = "book/computational_graphs.md"
 SEED = "003_00675a7c1b711b2c.txt"
 FORBIDDEN = (graph.topological_order, graph.Graph.backward_trace, graph.Graph.error_signals,
-             graph.Graph.gradient, graph.Graph.update, *backward_passes())
+             graph.Graph.gradient, graph.Graph.update, activations.tanh_prime,
+             activations.relu_prime, helpers.tanh_prime, *backward_passes())
+"""What a ps5 answer may not call: the package's topological order, its backward passes, and
+the derivatives of tanh and relu (the local gradients of exercise 1)."""
 WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 
 MISTAKES.update({
