@@ -99,12 +99,13 @@ def one_line(text: Any, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$&])")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|<>$&])")
 
 
 def markdown_text(text: Any, limit: int = 300) -> str:
-    """``text`` as one line of literal Markdown: every character that Markdown, HTML or
-    MathJax could read as markup is backslash-escaped (``<`` and ``&`` become entities)."""
+    """``text`` as one line of literal Markdown inside a line: what could open code, a link
+    or an image, emphasis, a table cell, HTML or MathJax is escaped (``<``, ``>`` and ``&``
+    become entities, the rest a backslash)."""
     flat = one_line(text, limit)
     return MARKDOWN_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(
         m.group(1), "\\" + m.group(1)), flat)
