@@ -8,6 +8,7 @@ gradebook without ever writing the same SQLite file at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -139,6 +140,25 @@ def nbgrader_api(course: Course, **overrides: Any) -> Any:
         for key, value in values.items():
             setattr(getattr(config, section), key, value)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def alembic_version(gradebook: Path) -> str | None:
+    """The schema version (alembic's) recorded in the gradebook file, or None.
+
+    nbgrader stamps a new gradebook with it by running the ``alembic`` command in a new
+    process (a second or two); a grading process that knows it creates its private gradebook
+    without that (:func:`course_pkg.grading.cluster.grade_task`).
+    """
+    import sqlite3
+
+    if not Path(gradebook).is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{gradebook}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row and re.fullmatch(r"[0-9a-f]{6,32}", str(row[0])) else None
 
 
 def read_submission(db_url: str, assignment: str, student: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import nbformat
 
 from course_pkg.grading.course import (
     Course,
+    alembic_version,
     ensure_tools_on_path,
     forget_submission,
     gradebook_students,
@@ -231,7 +232,8 @@ def _job(course: Course, assignment: str, spec: dict[str, Any], limits: Limits,
     return {"assignment": assignment, "spec": spec, **assignment_record(course.db_url,
                                                                           assignment),
             "withheld": withheld_names(checks_modules(instructor)), "limits": limits.to_json(),
-            "sandboxed": sandboxed, "package_hash": package_hash()}
+            "sandboxed": sandboxed, "package_hash": package_hash(),
+            "alembic_version": alembic_version(course.gradebook)}
 
 
 def _tasks(course: Course, known: list[str], manifest: Manifest, limits: Limits, force: bool,
