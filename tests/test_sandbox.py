@@ -120,8 +120,16 @@ def test_the_answers_are_withheld_and_the_helpers_are_not(kernel):
     shell = run(kernel, "from course_pkg.checks.matrix_form import check_gradients\n"
                         "import course_pkg.checks.matrix_form as m\n"
                         "print(check_gradients(None), sorted(n for n in dir(m) if n[0] != '_'))")
-    assert shell.startswith("None ['check_") and "MISTAKES" not in shell and "Exercise" not in (
-        shell), shell
+    assert shell.startswith("None [") and "'check_gradients'" in shell, shell
+    assert "MISTAKES" not in shell and "Exercise" not in shell, shell
+    others = run(kernel, "import course_pkg.checks.matrix_form as m\n"
+                         "for name in sorted(n for n in dir(m) if n[0] != '_'):\n"
+                         "    try:\n        value = getattr(m, name)(None)\n"
+                         "    except Exception as err:\n        value = type(err).__name__\n"
+                         "    print(name, value)")
+    for line in others.splitlines():  # a check does nothing; anything else is withheld
+        name, value = line.split(" ", 1)
+        assert value == ("None" if name.startswith("check_") else "WithheldError"), line
     assert "ImportError" in run(kernel, "from course_pkg.checks.feedback import MISTAKES")
     assert "ModuleNotFoundError" in run(kernel, "import course_pkg.grading.pipeline")
     assert run(kernel, "from course_pkg.helpers import softmax; print(softmax(np.zeros((2, 1)))"
