@@ -25,8 +25,8 @@ and scores the outputs after). It walks the notebook:
 * each failed test's mistake tag comes from the exception the grader's check raised (a tag of
   :data:`course_pkg.checks.feedback.MISTAKES`), recorded as a ``verdict`` event, never read
   from text that the student's code printed or raised;
-* outputs are capped per cell and per notebook (:data:`NOTEBOOK_OUTPUT_CELLS` cells' worth),
-  with a note when cut.
+* outputs are capped per cell and per notebook (:data:`NOTEBOOK_OUTPUT_CELLS` cells' worth of
+  text, :data:`NOTEBOOK_IMAGE_CHARS` of images), with a note when cut.
 
 A kernel that dies or is stopped ends the sandbox; the cells after it are marked as not run,
 with the reason, and each test after it fails saying so.
@@ -69,7 +69,10 @@ from course_pkg.sandbox import wire
 MAX_PRINTED = 2_000
 NOTEBOOK_OUTPUT_CELLS = 10
 """A notebook keeps at most this many cells' worth (``Limits.max_output_chars`` each) of text
-output in all, and as many of images; the rest is dropped with a note."""
+output in all; the rest is dropped with a note."""
+NOTEBOOK_IMAGE_CHARS = 8 * 2**20
+"""A notebook keeps at most this much of PNG images (base64 characters, a hundred plots or
+so); a later image is replaced by a note."""
 EVENTS: ContextVar[list[dict[str, Any]]] = ContextVar("course_grading_events")
 """The events of the grading under way in this thread; :func:`course_pkg.grading.task.grade`
 sets a fresh list for each grading."""
@@ -214,7 +217,8 @@ class TrustedExecute(NbGraderPreprocessor):
         self.namespace: dict[str, Any] = {"__name__": "__course_test__"}
         self.answers = answer_names(cells)
         self.notebook, self.stopped_at = name, None
-        self.text_left = self.image_left = NOTEBOOK_OUTPUT_CELLS * limits.max_output_chars
+        self.text_left = NOTEBOOK_OUTPUT_CELLS * limits.max_output_chars
+        self.image_left = NOTEBOOK_IMAGE_CHARS
         for cell in nb.cells:  # a lone surrogate in a cell would stop every later writer
             cell.source = valid_text(cell.source)
         setup = [g for g in order if is_setup(cells[g])]
@@ -335,8 +339,8 @@ class TrustedExecute(NbGraderPreprocessor):
         if before and (self.text_left <= 0 or self.image_left <= 0):
             self.events.append({"event": "capped", "what": (
                 f"{self.notebook}: the notebook's output passed its cap of "
-                f"{NOTEBOOK_OUTPUT_CELLS * limits.max_output_chars} characters (text, and as "
-                "much of images): later output is not kept")})
+                f"{NOTEBOOK_OUTPUT_CELLS * limits.max_output_chars} characters of text (or "
+                f"{NOTEBOOK_IMAGE_CHARS // 2**20} MiB of images): later output is not kept")})
 
     def _test(self, source: str, grade_id: str, kernel: SandboxedKernel | None
               ) -> list[NotebookNode]:
