@@ -1,4 +1,5 @@
-# Every install step of the course lives here: a fresh clone needs only python3 (>= 3.10).
+# Every install step of the course lives here: a fresh clone needs only python3 (>= 3.11, with
+# its venv module: Debian's python3-venv) and make. Another Python: make venv PYTHON=/usr/bin/python3
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
@@ -14,6 +15,8 @@ help:
 	@echo "make bench  - run the benchmarks, writing benchmarks/results.md"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(PYTHON) is Python " + sys.version.split()[0] + ": the course needs 3.11 or newer (make venv PYTHON=...)")'
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) cannot make a virtual environment with pip: on Debian or Ubuntu, apt-get install python3-venv"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,grader,test]"
