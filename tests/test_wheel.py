@@ -214,3 +214,12 @@ def test_the_binder_install_leaves_the_work_tree_clean() -> None:
         assert ignored.returncode == 0, f"{written} would show as untracked after a Binder install"
     post_build = (ROOT / ".binder" / "postBuild").read_text()
     assert "student_notebooks.py book/*.md" in post_build
+
+
+def test_the_one_command_installs_from_the_site_when_it_has_an_address() -> None:
+    wheel = site_package.Wheel("course_pkg-1.0-py3-none-any.whl", "1.0",
+                               "https://course.test/packages/course_pkg-1.0-py3-none-any.whl")
+    assert wheel.install == ('pip install "course_pkg[student] @ '
+                             'https://course.test/packages/course_pkg-1.0-py3-none-any.whl"')
+    page = (ROOT / "book" / "get_started.md").read_text()
+    assert "```{course-install}" in page
