@@ -55,7 +55,7 @@ def scores(course: Path) -> dict[str, float]:
 
 def report_heads(report: str) -> list[str]:
     return [line.split(":")[0] for line in report.splitlines()
-            if line and not line.startswith((" ", "ps1:"))]
+            if line and not line.startswith((" ", "ps1:", "sandbox:"))]
 
 
 @pytest.fixture(scope="module")
