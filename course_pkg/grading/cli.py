@@ -134,14 +134,14 @@ def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
     kept = sum(o.unchanged for o in results)
     print(f"{args.assignment}: {len(results)} submissions, {graded} graded, "
           f"{len(results) - graded} not graded, {kept} unchanged since the last run")
-    return _grader_faults(results)
+    return _grader_faults(args.assignment, results)
 
 
-def _grader_faults(results: list[Any]) -> int:
+def _grader_faults(assignment: str, results: list[Any]) -> int:
     """Say which limits held, and exit 1 when the grader failed someone (issue 14, item 6)."""
     held = sorted({o.limits for o in results if o.limits and not o.unchanged})
     for words in held:
-        print(f"sandbox: {words}")
+        print(f"{assignment}: sandbox: {words}")
     faults = [o.student for o in results if o.grader_fault]
     if not faults:
         return 0
