@@ -1492,11 +1492,20 @@ def test_no_secret_anywhere(batch: Batch) -> None:
     assert not leaks, leaks
 
 
+def collected_ids(batch: Batch) -> set[str]:
+    """The student ids that ``course collect`` gives the folders of the batch: a forged name
+    (``hon_plain\n``, ``=1+1``) gets a valid id of its own (``hon_plain-2``, ``1-1``), never a
+    classmate's (issue 15: any name gives an id, nobody is skipped)."""
+    from course_pkg.grading.collect import assign_ids
+
+    return set(assign_ids(None, [(s.name, None) for s in batch.subs]).values())
+
+
 def test_report_not_forged(batch: Batch) -> None:
     """One line per student, that student's score; nothing else a submission can write."""
     out = batch.results["autograde"].stdout.decode("utf-8", "replace")
     assert "\x1b" not in out and "\r" not in out, "control characters in the report"
-    names = {s.name for s in batch.subs}
+    names = collected_ids(batch)
     seen: dict[str, int] = {}
     for line in out.splitlines():
         if not line or line.startswith(" "):
@@ -1515,7 +1524,7 @@ def test_report_not_forged(batch: Batch) -> None:
 
 
 def test_gradebook_intact(batch: Batch) -> None:
-    expected = {s.name for s in batch.subs}
+    expected = collected_ids(batch)
     assert batch.students_in_gradebook <= expected, \
         f"unknown students {batch.students_in_gradebook - expected}"
     odd = [s for s in batch.students_in_gradebook

@@ -261,7 +261,7 @@ def _file_all(course: Course, assignment: str, notebooks: list[str], uploads: li
             continue
         key = (upload.name, upload.user_id)
         by_student.setdefault(key, {}).setdefault(notebook, []).append((upload, copy, named))
-    ids = _student_ids(course, list(by_student))
+    ids = assign_ids(course, list(by_student))
     identities = {}
     for key in sorted(by_student, key=lambda k: ids[k]):
         student = ids[key]
@@ -271,37 +271,59 @@ def _file_all(course: Course, assignment: str, notebooks: list[str], uploads: li
     return lines
 
 
-def _student_ids(course: Course,
-                 keys: list[tuple[str, str | None]]) -> dict[tuple[str, str | None], str]:
-    """A distinct valid id for each (name, user id): the gradebook's id for a known Canvas
-    user, else the name's slug (with the user id, or a number, added where two would meet: two
-    names in one download, or a Canvas user and a gradebook student of another Canvas id). A
-    file without a user id (a plain download) goes to the student its name gives."""
-    known = _known_users(course)
+def assign_ids(course: Course | None,
+               keys: list[tuple[str, str | None]]) -> dict[tuple[str, str | None], str]:
+    """A distinct valid student id for each (name as downloaded, LMS user id or None).
+
+    In this order: a name that is a valid id is that id; a Canvas user the gradebook knows
+    keeps their id; any other name gets its slug (:func:`course_pkg.grading.course.student_id`),
+    with the user id or a number added where it would meet another student: one of this
+    download, or one of the gradebook with another Canvas user id, or (for a plain download)
+    one whose recorded name is another. So ``José`` never lands on a classmate ``jose``, nor a
+    forged ``hon_plain\n`` on ``hon_plain``. ``course`` None: an empty gradebook.
+    """
+    known = _gradebook_students(course)
+    by_user = {uid: sid for sid, (uid, _) in known.items() if uid}
     ids: dict[tuple[str, str | None], str] = {}
-    taken = {sid: uid for uid, sid in known.items()}
-    for name, user_id in sorted(keys, key=lambda k: (k[0], k[1] or "")):
-        if user_id is not None and user_id in known:
-            ids[(name, user_id)] = known[user_id]
+    order = sorted(keys, key=lambda k: (student_id(k[0]) != k[0] or k[1] is not None,
+                                        k[1] not in by_user, k[0], k[1] or ""))
+    for name, user_id in order:
+        if user_id is None and student_id(name) == name:
+            ids[(name, user_id)] = name
+            continue
+        if user_id is not None and user_id in by_user:
+            ids[(name, user_id)] = by_user[user_id]
             continue
         base = student_id(name)
         candidate, number = base, 1
-        while candidate in ids.values() or (user_id is not None and candidate in taken
-                                            and taken[candidate] != user_id):
+        while candidate in ids.values() or _someone_else(known.get(candidate), name, user_id):
             number += 1
             candidate = f"{base}-{user_id}" if user_id and number == 2 else f"{base}-{number}"
         ids[(name, user_id)] = candidate
     return ids
 
 
-def _known_users(course: Course) -> dict[str, str]:
-    """Canvas user id -> student id, of the students in the gradebook."""
-    if not course.gradebook.exists():
+def _someone_else(record: tuple[str | None, str | None] | None, name: str,
+                  user_id: str | None) -> bool:
+    """Whether the gradebook's student ``record`` (user id, name) is not this upload's."""
+    if record is None:
+        return False
+    known_user, known_name = record
+    if user_id is not None:
+        return known_user is not None and known_user != user_id
+    return known_name != name
+
+
+def _gradebook_students(course: Course | None) -> dict[str, tuple[str | None, str | None]]:
+    """Student id -> (LMS user id, name as recorded), of the students in the gradebook."""
+    if course is None or not course.gradebook.exists():
         return {}
     from nbgrader.api import Gradebook
 
+    ensure_tools_on_path()
     with Gradebook(course.db_url) as gb:
-        return {str(s.lms_user_id): s.id for s in gb.students if s.lms_user_id}
+        return {s.id: (str(s.lms_user_id) if s.lms_user_id else None, s.last_name)
+                for s in gb.students}
 
 
 def _record_identities(course: Course,
