@@ -282,3 +282,13 @@ def test_a_canvas_user_keeps_their_id_and_a_namesake_gets_another(tmp_path):
     assert (submitted / "alice/ps1/ps1.ipynb").read_text() == "plain"
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         assert gb.find_student("smithjohn-555").lms_user_id == "555"
+
+
+def test_a_slug_never_lands_on_a_classmate():
+    from course_pkg.grading.collect import assign_ids
+
+    ids = assign_ids(None, [("José", None), ("jose", None), ("hon_plain\n", None),
+                            ("hon_plain", None), ("=1+1", None)])
+    assert ids[("jose", None)] == "jose" and ids[("José", None)] == "jose-2"
+    assert ids[("hon_plain", None)] == "hon_plain" and ids[("hon_plain\n", None)] != "hon_plain"
+    assert len(set(ids.values())) == 5 and all(STUDENT_ID.fullmatch(v) for v in ids.values())
