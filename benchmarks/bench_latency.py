@@ -11,11 +11,16 @@ What an instructor waits for, from the moment the command starts:
 
 Each contender runs in its own fresh process, the rounds are interleaved, and the table gives
 medians with the load average before and after. ``--code DIR`` runs another copy of
-``course_pkg`` (e.g. ``git archive <commit> course_pkg | tar -x -C DIR``) to measure the code
-as it was before a change. Results go to ``benchmarks/latency_results.md`` under a section
+``course_pkg`` (e.g. ``git archive <commit> course_pkg | tar -x -C DIR``: a frozen copy, since
+a grading worker refuses a package that changed under it), and ``--before DIR`` a second copy
+in the same interleaved rounds, to compare the code before and after a change.
+Results go to ``benchmarks/latency_results.md`` under a section
 named by ``--label`` (a section of the same label is replaced). Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_latency.py --label after --rounds 5
+    git archive ce962e4 course_pkg | tar -x -C /tmp/before
+    git archive HEAD course_pkg | tar -x -C /tmp/after
+    .venv/bin/python benchmarks/bench_latency.py --code /tmp/after --before /tmp/before \
+        --label "after, beside before" --rounds 3
 """
 
 from __future__ import annotations
@@ -73,14 +78,20 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=6, help="size of the batch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--code", type=Path, help="folder holding the course_pkg to measure")
+    parser.add_argument("--before", type=Path,
+                        help="folder holding an earlier course_pkg, measured in the same "
+                             "interleaved rounds")
     parser.add_argument("--label", default="after")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    env = environment(args.code)
+    versions = {"this code": environment(args.code)}
+    if args.before is not None:
+        versions[f"before ({args.before})"] = environment(args.before)
     course_cmd = [str(BIN / "python"), "-c",
                   "from course_pkg.grading.cli import main; raise SystemExit(main())"]
-    one, one_exit, plain, batch_first, batch_exit = [], [], [], [], []
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     loads = [load()]
+    student = "student000"
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "course"
         done = released_course(base, args.assignment)
@@ -90,27 +101,39 @@ def main() -> int:
         make_class(base, args.assignment, args.students)
         baseline = Path(tmp) / "baseline"
         shutil.copytree(base, baseline)
-        student = "student000"
+        one = ["autograde", args.assignment, "--student", student, "--force", "--quiet"]
+        batch = ["autograde", args.assignment, "--force", "--quiet", "--workers", "2"]
         for _ in range(args.rounds):
-            first, total, _ = timed([*course_cmd, "--course-dir", str(base), "autograde",
-                                     args.assignment, "--student", student, "--force",
-                                     "--quiet"], base, env)
-            one.append(first)
-            one_exit.append(total)
+            for name, env in versions.items():
+                for what, words in (("one", one), ("batch", batch)):
+                    first, total, _ = timed([*course_cmd, "--course-dir", str(base), *words],
+                                            base, env)
+                    times.setdefault((name, what), []).append((first, total))
             _, total, _ = timed([str(BIN / "nbgrader"), "autograde", args.assignment,
-                                 "--student", student, "--force"], baseline, env)
-            plain.append(total)
-            first, total, _ = timed([*course_cmd, "--course-dir", str(base), "autograde",
-                                     args.assignment, "--force", "--quiet", "--workers", "2"],
-                                    base, env)
-            batch_first.append(first)
-            batch_exit.append(total)
+                                 "--student", student, "--force"], baseline,
+                                versions["this code"])
+            times.setdefault(("nbgrader", "one"), []).append((float("nan"), total))
     loads.append(load())
+    section = table(args, times, loads, student)
+    print(section)
+    write_section(args.results, args.label, section)
+    return 0
+
+
+def table(args: argparse.Namespace, times: dict[tuple[str, str], list[tuple[float, float]]],
+          loads: list[str], student: str) -> str:
+    """The results as a Markdown section."""
 
     def med(values: list[float]) -> str:
-        return f"{statistics.median(values):.1f}"
+        return "-" if all(v != v for v in values) else f"{statistics.median(values):.1f}"
+
+    def row(what: str, pairs: list[tuple[float, float]]) -> str:
+        firsts, totals = [a for a, _ in pairs], [b for _, b in pairs]
+        rounds = ", ".join(f"{a:.1f}/{b:.1f}" if a == a else f"{b:.1f}" for a, b in pairs)
+        return f"| {what} | {med(firsts)} | {med(totals)} | {rounds} |"
 
     code = f" --code {args.code}" if args.code else ""
+    code += f" --before {args.before}" if args.before else ""
     lines = [
         f"## {args.label}",
         "",
@@ -121,23 +144,19 @@ def main() -> int:
         f"--assignment {args.assignment} --students {args.students} --rounds {args.rounds} "
         f"--label {shlex.quote(args.label)}{code}`.",
         "",
-        "| what | to its grade (s) | to exit (s) | every round (grade / exit) |",
+        "| what | to the first grade (s) | to exit (s) | every round (grade/exit) |",
         "| --- | ---: | ---: | --- |",
-        f"| `course autograde {args.assignment} --student {student}` | {med(one)} | "
-        f"{med(one_exit)} | "
-        + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(one, one_exit, strict=True)) + " |",
-        f"| plain `nbgrader autograde {args.assignment} --student {student}` | - | "
-        f"{med(plain)} | " + ", ".join(f"{b:.1f}" for b in plain) + " |",
-        f"| `course autograde {args.assignment} --workers 2`, {args.students} submissions: "
-        f"first result | {med(batch_first)} | {med(batch_exit)} | "
-        + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(batch_first, batch_exit, strict=True))
-        + " |",
-        "",
     ]
-    section = "\n".join(lines)
-    print(section)
-    write_section(args.results, args.label, section)
-    return 0
+    for (name, what), pairs in times.items():
+        if name == "nbgrader":
+            continue
+        words = (f"`course autograde {args.assignment} --student {student}`" if what == "one"
+                 else f"`course autograde {args.assignment} --workers 2`, {args.students} "
+                      "submissions")
+        lines.append(row(f"{words} ({name})", pairs))
+    lines.append(row(f"plain `nbgrader autograde {args.assignment} --student {student}` "
+                     "(unsandboxed)", times[("nbgrader", "one")]))
+    return "\n".join(lines + [""])
 
 
 def write_section(path: Path, label: str, section: str) -> None:
