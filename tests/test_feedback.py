@@ -882,6 +882,7 @@ def test_validate_and_the_grader_say_the_same_when_a_helper_delegates_to_the_che
 
     class SandboxedKernel:  # what the sandbox answers when the grader calls the student
         limits = type("Limits", (), {"cell_timeout": 10})()
+        accounting = "CPU time counted by the control group"
 
         @staticmethod
         def cpu_seconds() -> float:

@@ -178,18 +178,27 @@ class Exercise:
             parts.append(site.cite_equation(self.equation))
         return f" ({'; '.join(parts)})" if parts else ""
 
-    def check(self, student: Callable[..., Any], seed: int | None = None) -> None:
+    def check(self, student: Callable[..., Any], seed: int | None = None,
+              second: Mapping[str, Callable[..., Any]] | None = None) -> None:
         """Run ``student`` on this exercise's cases and raise :class:`Feedback` if it is wrong.
 
         ``seed=None`` gives the small fixed cases of the visible tests; an integer seed gives
-        the random sizes and values of the hidden tests.
+        the random sizes and values of the hidden tests. ``second`` holds other forms of the
+        known mistakes, tried where none of :attr:`mistakes` matches the answer.
         """
         __tracebackhide__ = True  # IPython and pytest show the student's frames only
         rng = np.random.default_rng(0 if seed is None else seed)
         for args in self.cases(rng, seed is not None):
             try:
                 answer = call(student, args, self)
-                diagnose(answer, self.correct(*args), variants(self.mistakes, args), self)
+                expected = self.correct(*args)
+                try:
+                    diagnose(answer, expected, variants(self.mistakes, args), self)
+                except Feedback as first:
+                    if not second or first.tag != "unknown":
+                        raise
+                    diagnose(answer, expected, variants(second, args), self)
+                    raise
             except Feedback as err:
                 first = None
                 if self.earlier is not None and err.tag not in ("not implemented",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from course_pkg import activations, graph, helpers
-from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, call, diagnose, variants
+from course_pkg.checks.feedback import MISTAKES, Exercise, Feedback, call
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.network import Network
 
@@ -563,28 +563,10 @@ forward instead of reverse topological order is the other common "wrong order", 
 operation has two usual wrong local derivatives."""
 
 
-def _check(exercise: Exercise, student: Callable, seed: int | None,
-           second: Mapping[str, Callable[..., Any]]) -> None:
-    """:meth:`Exercise.check`, naming the mistakes of ``second`` where the first variant of
-    every tag fails to match."""
-    __tracebackhide__ = True
-    rng = np.random.default_rng(0 if seed is None else seed)
-    for args in exercise.cases(rng, seed is not None):
-        answer = call(student, args, exercise)
-        expected = exercise.correct(*args)
-        try:
-            diagnose(answer, expected, variants(exercise.mistakes, args), exercise)
-        except Feedback as first:
-            if first.tag != "unknown":
-                raise
-            diagnose(answer, expected, variants(second, args), exercise)
-            raise
-
-
 def check_local_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``local_gradients(op, values, exponent) -> (value, local)`` for every operation."""
     __tracebackhide__ = True
-    _check(LOCAL, student, seed, SECOND_VARIANTS["local"])
+    LOCAL.check(student, seed, second=SECOND_VARIANTS["local"])
 
 
 def check_topological_order(student: Callable, seed: int | None = None) -> None:
@@ -604,16 +586,16 @@ def check_propagate(student: Callable, seed: int | None = None) -> None:
 def check_backward(student: Callable, seed: int | None = None) -> None:
     """Check ``gradients(parents_of, local_of, repeat)`` (backward() called ``repeat`` times)."""
     __tracebackhide__ = True
-    _check(BACKWARD, student, seed, SECOND_VARIANTS["backward"])
+    BACKWARD.check(student, seed, second=SECOND_VARIANTS["backward"])
 
 
 def check_layered_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``layered_gradients(W, x, t, activation)`` against :class:`course_pkg.Network`."""
     __tracebackhide__ = True
-    _check(LAYERED, student, seed, SECOND_VARIANTS["layered"])
+    LAYERED.check(student, seed, second=SECOND_VARIANTS["layered"])
 
 
 def check_skip_gradients(student: Callable, seed: int | None = None) -> None:
     """Check ``skip_gradients(w, x, t, activation)`` against :mod:`course_pkg.graph`."""
     __tracebackhide__ = True
-    _check(SKIP, student, seed, SECOND_VARIANTS["skip"])
+    SKIP.check(student, seed, second=SECOND_VARIANTS["skip"])

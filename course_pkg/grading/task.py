@@ -25,6 +25,7 @@ grade, and the next run grades that submission again.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -175,6 +176,9 @@ def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
         os.environ.update({name: "1" for name in THREAD_VARIABLES})
         ensure_tools_on_path()
         root = Path(tempfile.mkdtemp(prefix=f"course-grading-{job['assignment']}-"))
+        # A Dask worker process keeps its prepared course for its life and removes it when it
+        # exits (the embedded cluster's workers are spawned interpreters: atexit runs).
+        atexit.register(shutil.rmtree, root, True)
         try:
             _gradebook(root, job)
             (root / "source" / job["assignment"]).mkdir(parents=True)
