@@ -51,7 +51,7 @@ bubblewrap:
 
 # Two test processes (pytest-xdist); the book build and its browser tests stay in one group.
 test: venv chromium bubblewrap
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 tests
 
 test-fast: venv bubblewrap
 	$(BIN)/python -m pytest tests -m "not book and not browser and not grading"

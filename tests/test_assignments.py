@@ -248,7 +248,8 @@ def test_the_release_opens_in_jupyterlab_and_notebook7(jupyter_server, browser, 
             "n => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]"
             ".filter(c => c.offsetParent !== null).length >= n", arg=len(cells),
             timeout=30_000)
-        title = "".join(cells[0]["source"]).splitlines()[0].lstrip("# ")
+        first_text = next(c for c in cells if c["cell_type"] == "markdown")  # after the check
+        title = "".join(first_text["source"]).splitlines()[0].lstrip("# ")
         # Markdown is rendered by JupyterLab's own renderer, or by jupyterlab-myst where the
         # student environment installs it.
         heading = page.locator(".jp-Notebook:visible .jp-RenderedMarkdown h1, "

@@ -305,14 +305,15 @@ def test_every_writable_file_system_of_the_sandbox_is_sized(kernel):
             "            for _ in range(40):\n                f.write(b'x' * 2**20)\n"
             "                f.flush()\n                n += 1\n    except OSError as err:\n"
             "        return n, err.errno\n    return n, 0\n"
-            "for target in ['/x', '/opt/x', '/dev/x', '/dev/shm/x', '/tmp/x', 'x']:\n"
+            "for target in ['/fill.bin', '/opt/fill.bin', '/dev/fill.bin', '/dev/shm/fill.bin',"
+            " '/tmp/fill.bin', 'fill.bin']:\n"
             "    print(target, *fill(target))")
     written = {line.split()[0]: tuple(map(int, line.split()[1:]))
                for line in run(kernel, fill).splitlines()}
-    for target in ("/x", "/opt/x", "/dev/x"):
+    for target in ("/fill.bin", "/opt/fill.bin", "/dev/fill.bin"):
         assert written[target] == (0, 30), (target, written)  # EROFS: read-only
-    assert written["/dev/shm/x"][1] == 28 and written["/dev/shm/x"][0] <= 16  # ENOSPC
-    for target in ("/tmp/x", "x"):  # LIMITS.disk_bytes is 8 MiB
+    assert written["/dev/shm/fill.bin"][1] == 28 and written["/dev/shm/fill.bin"][0] <= 16
+    for target in ("/tmp/fill.bin", "fill.bin"):  # LIMITS.disk_bytes is 8 MiB; ENOSPC
         assert written[target][1] == 28 and written[target][0] <= 8, (target, written)
     assert run(kernel, "print(open('/dev/null', 'w').write('still usable'))").endswith("12\n")
 

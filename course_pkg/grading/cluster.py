@@ -24,6 +24,7 @@ far is kept, and the same command resumes from the manifest.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -117,11 +118,30 @@ def grade_task(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any
 
 
 def grade_here(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
-    """One submission graded in this process (the task a worker would run), or its failure."""
+    """One submission graded in this process (the task a worker would run), or its failure.
+
+    nbgrader reports every exception of a grading as the submission's failure, Ctrl-C's
+    ``KeyboardInterrupt`` included: an interrupt that arrives meanwhile is noted here and raised
+    again once nbgrader returns, so that the batch stops and that submission is not recorded.
+    """
+    interrupted = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    here = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if here else None
     try:
-        return grade_task(job, submission)
+        answer = grade_task(job, submission)
     except Exception as err:  # noqa: BLE001 - as a worker's failure: reported, batch goes on
-        return _failure(submission["student"], err)
+        answer = _failure(submission["student"], err)
+    finally:
+        if here:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    return answer
 
 
 class _Starter:
