@@ -150,18 +150,29 @@ def test_bad_sizes_are_a_clear_value_error():
         cost.multiply_adds([3, 2], n=0)
 
 
-def test_measured_cost_ratio_grows_with_P():
-    """The timings: finite differences / back-propagation grows with P.
+def test_time_gradients_times_what_it_says():
+    """The timing helper returns positive times of the three computations, and the parameter
+    count of the network it timed. How the measured ratio grows with P is a wall-clock figure:
+    it is measured by ``benchmarks/bench_scaling.py`` and quoted by the chapter, not asserted
+    here (a test that fails because the machine is busy would be a broken test)."""
+    sizes = [8, 12, 12, 2]
+    times = cost.time_gradients(sizes, n=16, repeats=2)
+    assert times["P"] == cost.parameter_count(sizes)
+    assert all(np.isfinite(times[k]) and times[k] > 0
+               for k in ("forward", "backprop", "finite_differences"))
+    skipped = cost.time_gradients(sizes, n=16, repeats=1, finite_differences=False)
+    assert np.isnan(skipped["finite_differences"])
 
-    The operation count gives slope 1 for wide networks; on these small ones, timed on one
-    BLAS thread, the fitted slope is lower (0.80 in the committed table), so the bound asks
-    only for a clear growth (slope > 0.5) and leaves room for a busy machine.
-    """
-    times = [cost.time_gradients([8, w, w, 2], n=64, repeats=5) for w in (4, 12, 32)]
-    P = np.array([t["P"] for t in times])
-    ratio = np.array([t["finite_differences"] / t["backprop"] for t in times])
-    assert np.all(ratio > 1)
-    assert cost.loglog_slope(P, ratio) > 0.5
+
+def test_counted_cost_ratio_grows_like_P():
+    """The operation count behind the measured ratio: finite differences over
+    back-propagation grows with P, with slope tending to 1 on wide networks."""
+    widths = (4, 12, 32, 128)
+    counts = [cost.gradient_cost([8, w, w, 2], n=64) for w in widths]
+    P = np.array([cost.parameter_count([8, w, w, 2]) for w in widths])
+    ratio = np.array([c["finite_differences"] / c["backprop"] for c in counts])
+    assert np.all(np.diff(ratio) > 0)
+    assert 0.9 < cost.loglog_slope(P[-2:], ratio[-2:]) < 1.1
 
 
 # -- benchmarks/bench_scaling.py ------------------------------------------------------------

@@ -220,7 +220,10 @@ def grade_all(client: Any, job: dict[str, Any], submissions: list[dict[str, Any]
 
     if not submissions:
         return
-    job_future = client.scatter(job, broadcast=True, hash=False)
+    # The job travels as the result of a task, not as scattered data: a task's result is
+    # computed again when the worker holding it dies, scattered data is lost with its last
+    # copy (the batch may start while one worker is up) and its dependents are cancelled.
+    job_future = client.submit(_the_job, job, pure=False)  # a key of its own
     futures = {client.submit(grade_task, job_future, s, key=f"grade-{job['assignment']}-{i}",
                              pure=False): s for i, s in enumerate(submissions)}
     for future in as_completed(futures):
@@ -236,6 +239,11 @@ def grade_all(client: Any, job: dict[str, Any], submissions: list[dict[str, Any]
         except Exception as err:  # noqa: BLE001 - one task's failure, reported, batch goes on
             answer = _failure(submission["student"], err)
         done(submission, answer)
+
+
+def _the_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The job, as a task's result that the cluster can compute again (see :func:`grade_all`)."""
+    return job
 
 
 def _failure(student: str, err: BaseException) -> dict[str, Any]:
