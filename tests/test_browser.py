@@ -122,6 +122,10 @@ def open_page(context: object, server: str, docname: str) -> tuple[object, PageL
     # Widgets rendered by the vendored html-manager appear after it loads.
     if page.locator("script[type='application/vnd.jupyter.widget-view+json']").count():
         page.wait_for_selector(".jupyter-widgets", timeout=30_000)
+    # A font is fetched only once a glyph needs it, which may be after the checks; fetch every
+    # font the page's styles declare now, so that a wrong font address fails every time.
+    page.evaluate("async () => { await Promise.allSettled([...document.fonts].map(f => f.load()));"
+                  " await document.fonts.ready; }")
     return page, log
 
 
