@@ -22,6 +22,14 @@ relu       Y = max(X, 0)               dX = dY * [X > 0]   (0 at the kink X = 0)
 parameter of which layer carries each bug depends on the ``variant`` number. Problem set 6 asks
 for them to be found by gradient checks, layer by layer. All shapes are square (batch n = width
 d = :data:`WIDTH`), so that every bug runs silently: the wrong gradient has the right shape.
+
+The libraries of the hidden tests are keyed (:class:`Key`): their places depend on the variant
+number *and* on a salt that the trusted grader draws when it grades, so that the places cannot
+be recomputed from this source and the number. The grader sends a key across the sandbox's wire
+by name (``course_pkg.layers:_KEYS.v<variant>_s<salt>``); resolving that name inside the
+student's kernel hands the student's function the plain variant number and leaves the salt
+where only :func:`library` reads it (a closure cell of :data:`_KEYS`'s resolver). Problem
+set 6's sandbox also withholds :func:`plan`, the one public route to the places.
 """
 
 from __future__ import annotations
@@ -63,19 +71,78 @@ class Layer:
     backward: Callable[[Arrays, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
-def plan(variant: int) -> dict[str, tuple[str, str]]:
+class Key:
+    """A hidden library: its ``variant`` number and the ``salt`` drawn for it at grading time.
+
+    Pass it wherever a variant number goes (:func:`library`, :func:`plan`); it behaves as its
+    number for ``int()`` and indexing. It is callable only so that the sandbox's wire
+    (:mod:`course_pkg.sandbox.wire`) carries it by name: the name ``_KEYS.v<variant>_s<salt>``
+    resolves, in the student's kernel, to the plain number, with the salt registered for
+    :func:`library`.
+    """
+
+    def __init__(self, variant: int, salt: int) -> None:
+        self.variant, self.salt = _check_variant(variant), _check_salt(salt)
+        self.__module__ = __name__
+        self.__qualname__ = f"_KEYS.v{self.variant}_s{self.salt}"
+
+    def __index__(self) -> int:
+        return self.variant
+
+    __int__ = __index__
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a library key is not a function: pass it to library() as a variant")
+
+    def __repr__(self) -> str:
+        return f"Key(variant={self.variant})"
+
+
+def _check_variant(variant: object) -> int:
+    if isinstance(variant, Key):
+        return variant.variant
+    if isinstance(variant, bool) or not isinstance(variant, (int, np.integer)) or variant < 0:
+        raise ValueError(f"variant must be a non-negative integer, got {variant!r}")
+    return int(variant)
+
+
+def _check_salt(salt: object) -> int:
+    if isinstance(salt, bool) or not isinstance(salt, (int, np.integer)) or salt < 0:
+        raise ValueError(f"a salt must be a non-negative integer, got {salt!r}")
+    return int(salt)
+
+
+def _places(variant: int, salt: int | None) -> dict[str, tuple[str, str]]:
+    """Kind of bug -> (layer, parameter) of library ``variant``, drawn with ``salt`` if any.
+
+    A salted draw is never the unsalted draw of the same number, nor library 0's places: a
+    diagnosis recomputed from this source without the salt, or copied from the notebook's
+    library, is wrong on every keyed library. Nor does it flip the sign of the ReLU's input,
+    whose right gradient is what shows a check that forgets the kink (r = 1 at the kink).
+    """
+    notebook = {"missing transpose": ("linear", "W"), "sign": ("tanh", "X"),
+                "wrong bias sum": ("scale", "beta")}
+    if variant == 0:
+        return notebook
+    seed = [variant, 6] if salt is None else [variant, 6, 1, salt]
+    rng = np.random.default_rng(seed)
+    while True:
+        drawn = {kind: places[int(rng.integers(len(places)))]
+                 for kind, places in BUG_KINDS.items()}
+        if salt is None or (drawn not in (notebook, _places(variant, None))
+                            and drawn["sign"] != ("relu", "X")):
+            return drawn
+
+
+def plan(variant: int | Key) -> dict[str, tuple[str, str]]:
     """Kind of bug -> the (layer, parameter) that carries it in library number ``variant``.
 
     Variant 0 is the library of the problem set's notebook; the others are drawn at random
-    from :data:`BUG_KINDS`, one place per kind.
+    from :data:`BUG_KINDS`, one place per kind (a :class:`Key`'s draw also uses its salt).
+    Withheld in problem set 6's grading sandbox: there the places are found by checking.
     """
-    if isinstance(variant, bool) or not isinstance(variant, (int, np.integer)) or variant < 0:
-        raise ValueError(f"variant must be a non-negative integer, got {variant!r}")
-    if variant == 0:
-        return {"missing transpose": ("linear", "W"), "sign": ("tanh", "X"),
-                "wrong bias sum": ("scale", "beta")}
-    rng = np.random.default_rng([int(variant), 6])
-    return {kind: places[int(rng.integers(len(places)))] for kind, places in BUG_KINDS.items()}
+    number = _check_variant(variant)
+    return _places(number, variant.salt if isinstance(variant, Key) else None)
 
 
 def _forward(name: str) -> Callable[[Arrays, np.ndarray], np.ndarray]:
@@ -128,13 +195,41 @@ def _backward(name: str, bugs: Mapping[str, str]
     return {"linear": linear, "tanh": tanh, "scale": scale, "relu": relu}[name]
 
 
-def library(variant: int = 0) -> dict[str, Layer]:
-    """The four layers of :data:`PARAMETERS`, with the three bugs of :func:`plan` planted."""
-    bugs: dict[str, dict[str, str]] = {name: {} for name in PARAMETERS}
-    for kind, (layer, parameter) in plan(variant).items():
-        bugs[layer][parameter] = kind
-    return {name: Layer(name, params, _forward(name), _backward(name, bugs[name]))
-            for name, params in PARAMETERS.items()}
+def _keyed_library() -> tuple[object, Callable[..., dict[str, Layer]]]:
+    """:func:`library`, and the object on which the wire resolves a key's name.
+
+    The salts of the keys resolved in this process live in this closure only: no module
+    attribute holds them, and no function of this module returns them.
+    """
+    salts: dict[int, int] = {}
+
+    class Resolver:
+        def __getattr__(self, name: str) -> int:
+            variant, _, salt = name.removeprefix("v").partition("_s")
+            if not (name.startswith("v") and variant.isdigit() and salt.isdigit()):
+                raise AttributeError(name)
+            salts[int(variant)] = int(salt)
+            return int(variant)
+
+    def library(variant: int | Key = 0) -> dict[str, Layer]:
+        """The four layers of :data:`PARAMETERS`, with the three bugs of :func:`plan` planted.
+
+        A :class:`Key` plants them where its salt draws them; so does the number of a key
+        that the grader sent into this process.
+        """
+        number = _check_variant(variant)
+        salt = variant.salt if isinstance(variant, Key) else salts.get(number)
+        bugs: dict[str, dict[str, str]] = {name: {} for name in PARAMETERS}
+        for kind, (layer, parameter) in _places(number, salt).items():
+            bugs[layer][parameter] = kind
+        return {name: Layer(name, params, _forward(name), _backward(name, bugs[name]))
+                for name, params in PARAMETERS.items()}
+
+    library.__module__ = __name__
+    return Resolver(), library
+
+
+_KEYS, library = _keyed_library()
 
 
 def example(name: str, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -125,10 +125,13 @@ VARIANTS = [("check_central_difference", gc.CENTRAL, t) for t in gc.CENTRAL.mist
                          ids=[f"{c}:{t}" for c, _, t in VARIANTS])
 def test_every_variant_of_the_tables_is_named_without_a_number(check, exercise, tag,
                                                                monkeypatch):
+    import contextlib
+
     from course_pkg.checks import feedback
 
-    if hasattr(feedback, "answer_functions"):  # the variants use the checks' own functions
-        monkeypatch.setattr(feedback, "answer_functions", lambda: ())
+    # the variants are built on the checks' own functions and on gradcheck, which the checks
+    # switch off while a student's function runs: here the variant is the student
+    monkeypatch.setattr(feedback, "forbid", lambda *functions: contextlib.nullcontext())
     variant = exercise.mistakes[tag]
 
     def answer(*args):
@@ -160,6 +163,52 @@ def test_every_place_of_every_kind_of_bug_is_drawn():
         for kind, place in layers.plan(variant).items():
             drawn[kind].add(place)
     assert drawn == {kind: set(places) for kind, places in layers.BUG_KINDS.items()}
+
+
+def test_a_keyed_library_is_never_the_one_its_number_gives_without_the_salt():
+    """The hidden libraries' places depend on a salt drawn at grading time: recomputing them
+    from the library's source and the number, or copying library 0's, is wrong every time."""
+    rng = np.random.default_rng(7)
+    drawn = {kind: set() for kind in layers.BUG_KINDS}
+    for _ in range(150):
+        key = gc.hidden_library(rng)
+        keyed = layers.plan(key)
+        assert keyed not in (layers.plan(key.variant), layers.plan(0))
+        assert keyed["sign"] != ("relu", "X")  # the kink's r = 1 stays a false alarm
+        assert gc.planted(key) == {(layer, p) for layer, inner in gc.diagnosis(key).items()
+                                   for p in inner}
+        for kind, place in keyed.items():
+            drawn[kind].add(place)
+    assert drawn == {kind: set(places) - {("relu", "X")}
+                     for kind, places in layers.BUG_KINDS.items()}
+
+
+def test_a_key_crosses_the_wire_as_a_name_that_leaves_its_number_and_salts_the_library():
+    """What the student's kernel receives for a key: the plain number, with the salt
+    registered where only library() reads it (no module attribute holds it)."""
+    from course_pkg.sandbox import kernel, wire
+
+    key = layers.Key(424_242, 12_345)   # a number no hidden case draws (they are < 10^4)
+    sent = wire.encode([key])
+    assert sent == [{"__callable__": "course_pkg.layers:_KEYS.v424242_s12345"}]
+    received = kernel._arguments(wire.decode(sent))
+    assert received == [424_242] and type(received[0]) is int
+    for name in layers.PARAMETERS:
+        params, X, dY = layers.example(name, 0)
+        here, there = layers.library(key)[name], layers.library(received[0])[name]
+        for parameter, gradient in here.backward(params, X, dY).items():
+            assert np.array_equal(gradient, there.backward(params, X, dY)[parameter])
+    assert not any(12_345 == value for value in vars(layers).values() if isinstance(value, int))
+
+
+def test_the_places_are_withheld_and_switched_off():
+    assert "course_pkg.layers:plan" in gc.WITHHELD
+    assert layers.plan in gc.DIAGNOSIS.forbidden and layers.plan in gc.LAYER.forbidden
+
+    def reads_the_plan(variant=0, seed=0):
+        return {layer: {parameter: 1.0} for layer, parameter in layers.plan(variant).values()}
+
+    assert tag_of("check_diagnosis", reads_the_plan) == "used course_pkg"
 
 
 @pytest.mark.parametrize("name", sorted(layers.PARAMETERS))
@@ -205,6 +254,10 @@ def test_a_good_step_is_near_the_cube_root_of_epsilon_in_each_precision():
 def test_bad_input_to_the_library_is_refused_clearly():
     with pytest.raises(ValueError, match="variant must be a non-negative integer"):
         layers.plan(-1)
+    with pytest.raises(ValueError, match="variant must be a non-negative integer"):
+        layers.library("3")
+    with pytest.raises(ValueError, match="a salt must be a non-negative integer"):
+        layers.Key(3, -1)
     with pytest.raises(ValueError, match="unknown layer"):
         layers.example("conv")
 

@@ -252,6 +252,38 @@ PS6 = [
         "    a, b = np.asarray(a", "    from course_pkg.gradcheck import relative_error as r\n"
         "    return r(a, b, floor)\n    a, b = np.asarray(a")},
         tags={"test_relative_error": "used course_pkg"}),
+    # the diagnosis read instead of measured: the places of the bugs without a gradient check
+    Sub("diagnosis_by_plan", {"diagnosis": (
+        "    found = {}", "    from course_pkg.layers import plan\n"
+        "    return {layer: {parameter: 1.0} for layer, parameter in plan(variant).values()}\n"
+        "    found = {}")},
+        expected=10.0, tags={"test_diagnosis": "used course_pkg"}),
+    Sub("diagnosis_by_plan_rewritten", {"diagnosis": (
+        "    found = {}",
+        "    kinds = {'missing transpose': [('linear', 'W'), ('linear', 'X')],\n"
+        "             'sign': [('tanh', 'X'), ('scale', 'gamma'), ('scale', 'X'),"
+        " ('relu', 'X')],\n"
+        "             'wrong bias sum': [('linear', 'b'), ('scale', 'beta')]}\n"
+        "    places = [('linear', 'W'), ('tanh', 'X'), ('scale', 'beta')]\n"
+        "    if variant != 0:\n"
+        "        rng = np.random.default_rng([int(variant), 6])\n"
+        "        places = [p[int(rng.integers(len(p)))] for p in kinds.values()]\n"
+        "    found = {}\n"
+        "    for layer, parameter in places:\n"
+        "        found.setdefault(layer, {})[parameter] = "
+        "layer_errors(layer, variant, seed)[parameter]\n"
+        "    return found\n    found = {}")}, expected=10.0),
+    Sub("diagnosis_by_source", {"diagnosis": (
+        "    found = {}",
+        "    import inspect\n"
+        "    import course_pkg.layers as L\n"
+        "    scope = {'np': np, 'BUG_KINDS': L.BUG_KINDS}\n"
+        "    exec(inspect.getsource(L._places), scope)\n"
+        "    found = {}\n"
+        "    for layer, parameter in scope['_places'](int(variant), None).values():\n"
+        "        found.setdefault(layer, {})[parameter] = "
+        "layer_errors(layer, variant, seed)[parameter]\n"
+        "    return found\n    found = {}")}, expected=10.0),
     Sub("central_by_gradcheck", {"central_difference": (
         "    x = np.array(x, dtype=float)",
         "    from course_pkg.gradcheck import central_differences\n"

@@ -15,6 +15,7 @@ reference to a relative :data:`R_TOLERANCE` (a planted bug gives r of 0.1 to 1).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +27,9 @@ from course_pkg.checks.guard import reference_functions, withheld
 
 CHAPTER = "book/gradient_checking.md"
 FORBIDDEN = (gradcheck.relative_error, gradcheck.central_differences,
-             gradcheck.finite_difference_gradients, gradcheck.gradient_check)
+             gradcheck.finite_difference_gradients, gradcheck.gradient_check, layers.plan)
+"""Switched off while the student's functions run; the sandbox withholds them too. The
+library's :func:`~course_pkg.layers.plan` names the bug places: a diagnosis must find them."""
 WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 CORRECT_BAND = 1e-4
 R_TOLERANCE = 1e-4
@@ -75,6 +78,8 @@ def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, h: float
                        mistake: str | None = None) -> np.ndarray:
     """(f(x + h e_i) - f(x - h e_i)) / 2h for every entry i of x; ``mistake`` builds a wrong
     variant."""
+    if mistake is None:
+        return gradcheck.central_differences(f, x, h)
     x = np.array(x, dtype=float)
     grad = np.empty_like(x)
     for index in np.ndindex(x.shape):
@@ -85,10 +90,8 @@ def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray, h: float
             grad[index] = (f(up) - f(x)) / h
         elif mistake == "step factor":
             grad[index] = (f(up) - f(down)) / h
-        elif mistake == "sign flipped":
+        else:  # "sign flipped"
             grad[index] = (f(down) - f(up)) / (2 * h)
-        else:
-            grad[index] = (f(up) - f(down)) / (2 * h)
     return grad
 
 
@@ -253,8 +256,15 @@ def banded(errors: Mapping[str, float]) -> dict[str, float]:
     return {k: (float(v) if float(v) >= CORRECT_BAND else 0.0) for k, v in errors.items()}
 
 
+def hidden_library(rng: np.random.Generator) -> layers.Key:
+    """A library the student has never seen: a variant number from ``rng`` and a salt drawn
+    now, at grading time, from the operating system (:class:`course_pkg.layers.Key`), so that
+    its bug places cannot be worked out from the library's source and the number."""
+    return layers.Key(int(rng.integers(1, 10_000)), secrets.randbits(62))
+
+
 def _layer_cases(rng: np.random.Generator, hidden: bool) -> list[tuple]:
-    variants_ = [0] if not hidden else [int(rng.integers(1, 10_000))]
+    variants_ = [0] if not hidden else [hidden_library(rng)]
     seed = int(rng.integers(0, 100)) if hidden else 0
     return [(name, v, seed, 1e-6) for v in variants_ for name in layers.PARAMETERS]
 
@@ -308,7 +318,7 @@ DIAGNOSIS = Exercise(
     correct=diagnosis,
     mistakes={},
     cases=lambda rng, hidden: ([(0, 0)] if not hidden else
-                               [(int(rng.integers(1, 10_000)), int(rng.integers(0, 100)))]),
+                               [(hidden_library(rng), int(rng.integers(0, 100)))]),
     hint="run your layer check on every layer and keep what is above the chapter's threshold.",
     forbidden=FORBIDDEN,
 )
@@ -394,6 +404,7 @@ def check_diagnosis(student: Callable, seed: int | None = None) -> None:
         _check_diagnosis(call(student, (variant, data_seed), DIAGNOSIS), variant, data_seed)
 
 
-def planted(variant: int) -> set[tuple[str, str]]:
-    """The (layer, parameter) places of :func:`course_pkg.layers.plan`, as a set."""
+def planted(variant: int | layers.Key) -> set[tuple[str, str]]:
+    """The (layer, parameter) places of :func:`course_pkg.layers.plan`, as a set (withheld in
+    the sandbox with the other answers of the checks)."""
     return set(layers.plan(variant).values())
