@@ -8,11 +8,11 @@ sandboxed ``course`` command is in ``tests/test_redteam_ps56.py`` (and, solution
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
+import problem_set_helpers as helpers
 import pytest
 
 from course_pkg.checks import reverse_mode as rm
@@ -32,37 +32,16 @@ NUMBER = re.compile(r"\d\.\d{3,}|array\(|\[\s*-?\d+\.\d")
 
 
 def cells() -> list[dict]:
-    return json.loads(NOTEBOOK.read_text())["cells"]
+    return helpers.cells(NOTEBOOK)
 
 
 def student(changes: dict[str, tuple[str, str]] | None = None) -> dict:
-    """The notebook's namespace after its answer cells, each change (grade id -> (old, new))
-    applied to its cell's source as a student would type it."""
-    changes = changes or {}
-    namespace: dict = {"__name__": "__main__"}
-    for cell in cells():
-        meta = cell["metadata"].get("nbgrader", {})
-        if cell["cell_type"] != "code" or meta.get("grade") or "course-setup" in cell[
-                "metadata"].get("tags", []):
-            continue
-        source = "".join(cell["source"]).replace("### BEGIN SOLUTION", "").replace(
-            "### END SOLUTION", "")
-        if meta.get("grade_id") in changes:
-            old, new = changes[meta["grade_id"]]
-            assert old in source, f"{old!r} is not in the cell {meta['grade_id']}"
-            source = source.replace(old, new)
-        exec(compile(source, f"<{meta.get('grade_id', 'cell')}>", "exec"), namespace)
-        if "topological_positions" in namespace and "skip_gradients" in namespace:
-            break
-    return namespace
+    """The notebook's namespace after its answer cells, with the student's ``changes``."""
+    return helpers.student(NOTEBOOK, changes, last="skip_gradients")
 
 
 def tag_of(check: str, function, seed: int | None = None) -> str | None:
-    try:
-        getattr(rm, check)(function, seed=seed)
-    except Feedback as err:
-        return err.tag
-    return None
+    return helpers.tag_of(rm, check, function, seed)
 
 
 @pytest.fixture(scope="module")

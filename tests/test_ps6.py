@@ -6,11 +6,11 @@ mistake is that code with one line changed as a student would change it.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
+import problem_set_helpers as helpers
 import pytest
 
 from course_pkg import layers
@@ -31,32 +31,16 @@ NUMBER = re.compile(r"\d\.\d{3,}|array\(|\[\s*-?\d+\.\d")
 
 
 def cells() -> list[dict]:
-    return json.loads(NOTEBOOK.read_text())["cells"]
+    return helpers.cells(NOTEBOOK)
 
 
 def student(changes: dict[str, tuple[str, str]] | None = None) -> dict:
-    """The notebook's namespace after its answer cells (grade id -> (old, new) applied)."""
-    changes = changes or {}
-    namespace: dict = {"__name__": "__main__"}
-    for cell in cells():
-        meta = cell["metadata"].get("nbgrader", {})
-        if cell["cell_type"] != "code" or meta.get("grade") or not meta.get("grade_id"):
-            continue
-        source = "".join(cell["source"])
-        if meta["grade_id"] in changes:
-            old, new = changes[meta["grade_id"]]
-            assert old in source, f"{old!r} is not in the cell {meta['grade_id']}"
-            source = source.replace(old, new)
-        exec(compile(source, f"<{meta['grade_id']}>", "exec"), namespace)
-    return namespace
+    """The notebook's namespace after its answer cells, with the student's ``changes``."""
+    return helpers.student(NOTEBOOK, changes, last="diagnosis")
 
 
 def tag_of(check: str, function, seed: int | None = None) -> str | None:
-    try:
-        getattr(gc, check)(function, seed=seed)
-    except Feedback as err:
-        return err.tag
-    return None
+    return helpers.tag_of(gc, check, function, seed)
 
 
 @pytest.fixture(scope="module")

@@ -137,6 +137,22 @@ def report_lines(report: str, student: str) -> list[str]:
     return block
 
 
+def assert_scored(graded: dict, assignment: str, sub: Sub, max_points: float) -> None:
+    """``sub`` scored in the gradebook what its code scores here; full marks for the solution
+    only."""
+    code, max_code = graded["scores"][sub.name]
+    assert max_code == max_points
+    assert code == expected_score(assignment, sub), report_lines(graded["report"], sub.name)
+    assert code == max_code if sub.name == "solution" else code < max_code
+
+
+def assert_named(graded: dict, sub: Sub) -> None:
+    """The report names, for each test cell of ``sub.tags``, the mistake written there."""
+    block = "\n".join(report_lines(graded["report"], sub.name))
+    for test, tag in sub.tags.items():
+        assert f"{test} failed: [mistake: {tag}]" in block, block
+
+
 # -- ps5 ------------------------------------------------------------------------------------------
 PS5 = [
     Sub("solution"),
@@ -216,20 +232,12 @@ def ps5_class(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("sub", PS5, ids=[s.name for s in PS5])
 def test_ps5_scores_as_the_same_code_scores_here(ps5_class, sub):
-    code, max_code = ps5_class["scores"][sub.name]
-    assert max_code == 14.0
-    assert code == expected_score("ps5", sub), report_lines(ps5_class["report"], sub.name)
-    if sub.name == "solution":
-        assert code == max_code
-    else:
-        assert code < max_code
+    assert_scored(ps5_class, "ps5", sub, 14.0)
 
 
 @pytest.mark.parametrize("sub", [s for s in PS5 if s.tags], ids=[s.name for s in PS5 if s.tags])
 def test_ps5_names_the_mistake(ps5_class, sub):
-    block = "\n".join(report_lines(ps5_class["report"], sub.name))
-    for test, tag in sub.tags.items():
-        assert f"{test} failed: [mistake: {tag}]" in block, block
+    assert_named(ps5_class, sub)
 
 
 # -- ps6 ------------------------------------------------------------------------------------------
@@ -299,17 +307,12 @@ def ps6_class(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("sub", PS6, ids=[s.name for s in PS6])
 def test_ps6_scores_as_the_same_code_scores_here(ps6_class, sub):
-    code, max_code = ps6_class["scores"][sub.name]
-    assert max_code == 12.0   # the written answer's 2 points are graded by hand, apart
-    assert code == expected_score("ps6", sub), report_lines(ps6_class["report"], sub.name)
-    assert code == max_code if sub.name == "solution" else code < max_code
+    assert_scored(ps6_class, "ps6", sub, 12.0)   # the written answer's 2 points: by hand
 
 
 @pytest.mark.parametrize("sub", [s for s in PS6 if s.tags], ids=[s.name for s in PS6 if s.tags])
 def test_ps6_names_the_mistake(ps6_class, sub):
-    block = "\n".join(report_lines(ps6_class["report"], sub.name))
-    for test, tag in sub.tags.items():
-        assert f"{test} failed: [mistake: {tag}]" in block, block
+    assert_named(ps6_class, sub)
 
 
 def test_ps6_leaves_the_written_answer_to_the_formgrader(ps6_class):
