@@ -609,6 +609,86 @@ def test_the_first_wrong_helper_in_the_algorithms_order_is_named():
     assert "Your bias_gradient" in str(info.value) and "backward_step" not in str(info.value)
 
 
+class Handle:
+    """A stand-in for the grader's handle on a student's function in the sandbox: no
+    ``__globals__``; ``helper(name)`` hands out the student's other functions, as
+    :class:`course_pkg.grading.trusted.RemoteFunction` does, with each call's arguments
+    passed through the wire's plain data, as the sandbox's are."""
+
+    def __init__(self, namespace: dict, name: str) -> None:
+        self.namespace, self.__name__ = namespace, name
+        self.asked: list[str] = []
+
+    def __call__(self, *args):
+        from course_pkg.sandbox import wire
+
+        decoded = wire.decode(wire.encode(list(args)))
+        resolved = [_resolve_callables(a) for a in decoded]
+        return self.namespace[self.__name__](*resolved)
+
+    def helper(self, name: str):
+        self.asked.append(name)
+        return Handle(self.namespace, name) if callable(self.namespace.get(name)) else None
+
+
+def _resolve_callables(value):
+    """The sandbox's side of a ``__callable__`` on the wire: import it by name, where the
+    sandbox could (its course_pkg.checks holds none of the checks' functions)."""
+    from course_pkg.sandbox import wire
+    from course_pkg.sandbox.kernel import _arguments
+
+    if isinstance(value, wire.CallableName):
+        assert not str(value).startswith("course_pkg.checks"), f"{value} is not in the sandbox"
+        return _arguments(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve_callables(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve_callables(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared_error"])
+def test_the_helpers_arguments_cross_the_sandbox_wire(loss):
+    """What the earlier-helper search hands the student's helpers is plain data, and the
+    functions among it are ones the sandbox can import (none of the checks' own)."""
+    import json
+
+    from course_pkg.checks import matrix_form, tanh_two_layer
+    from course_pkg.sandbox import wire
+
+    rng = np.random.default_rng(1)
+    W = {1: rng.normal(size=(4, 3)), 2: rng.normal(size=(2, 4))}
+    b = {1: rng.normal(size=4), 2: rng.normal(size=2)}
+    X = rng.normal(size=(5, 3))
+    Y = rng.integers(0, 2, size=5) if loss == "cross_entropy" else rng.normal(size=(5, 2))
+    steps = matrix_form.helper_steps(W, b, X, Y, loss)
+    steps += tanh_two_layer.helper_steps(W[1], W[2], X[0], rng.normal(size=2))
+    for _, name, args in steps:
+        text = json.dumps(wire.encode(list(args)))
+        assert "course_pkg.checks" not in text, f"{name} is handed a function of the checks"
+
+
+@pytest.mark.parametrize("broken", ["delta_L_squared_error", "backward_step"])
+def test_the_grader_handle_reaches_the_students_helpers(broken):
+    """At grading the check sees a handle, not a function of the notebook: the earlier helper
+    is found through ``helper(name)``, on arguments that cross the sandbox's wire (the
+    squared-error case's S and S' included)."""
+    from course_pkg.checks.matrix_form import check_gradients
+
+    source = PS3_HELPERS.replace("BACK(W[l])", "W[l].T")
+    if broken == "backward_step":
+        source = source.replace("W[l].T @ delta[l]", "W[l] @ delta[l]")
+    else:
+        source = source.replace("2.0 * (S(z_L) - Y)", "2.0 * (Y - S(z_L))")
+    assert source != PS3_HELPERS.replace("BACK(W[l])", "W[l].T"), "the break did not apply"
+    handle = Handle(notebook(source), "gradients")
+    with pytest.raises(Feedback) as info:
+        check_gradients(handle)
+    assert info.value.tag == "earlier helper"
+    assert f"Your {broken} " in str(info.value)
+    assert "backward_step" in handle.asked
+
+
 def test_a_backward_pass_wrong_on_its_own_is_not_blamed_on_its_helpers():
     from course_pkg.checks.matrix_form import check_gradients
 

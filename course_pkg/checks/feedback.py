@@ -233,13 +233,23 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
 
 
 def own_helpers(student: Callable[..., Any], names: Iterable[str]) -> dict[str, Callable]:
-    """The student's functions called ``names``, from the namespace ``student`` was defined in
-    (the notebook's): only plain functions, so that nothing else of the kernel is run."""
+    """The student's functions called ``names``.
+
+    In the student's notebook they come from the namespace ``student`` was defined in: only
+    plain functions, so that nothing else of the kernel is run. At grading, ``student`` is the
+    grader's handle on a function in the sandbox
+    (:class:`~course_pkg.grading.trusted.RemoteFunction`): its ``helper(name)`` gives the
+    handle on the student's function ``name`` there (answer names only), or None.
+    """
     namespace = getattr(student, "__globals__", None)
-    if not isinstance(namespace, dict):
+    if isinstance(namespace, dict):
+        return {name: namespace[name] for name in names
+                if callable(namespace.get(name)) and hasattr(namespace[name], "__code__")}
+    remote = getattr(student, "helper", None)
+    if not callable(remote):
         return {}
-    return {name: namespace[name] for name in names
-            if callable(namespace.get(name)) and hasattr(namespace[name], "__code__")}
+    found = {name: remote(name) for name in names}
+    return {name: helper for name, helper in found.items() if helper is not None}
 
 
 def first_wrong_helper(student: Callable[..., Any], owner: Exercise,
@@ -273,6 +283,18 @@ def first_wrong_helper(student: Callable[..., Any], owner: Exercise,
     return None
 
 
+def clocked(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
+            fallback: Callable[[], float]) -> tuple[Any, float]:
+    """:func:`call` and the seconds it took: on the student's function's own ``clock`` where it
+    has one (the grader's handle on a function in the sandbox counts the sandbox's CPU time,
+    which a busy neighbour cannot inflate), else on ``fallback``."""
+    __tracebackhide__ = True
+    clock = getattr(student, "clock", fallback)
+    start = clock()
+    answer = call(student, args, exercise)
+    return answer, clock() - start
+
+
 def timed(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
           limit_s: float) -> Any:
     """:func:`call`, failing with ``too slow`` if it takes more than ``limit_s`` seconds.
@@ -282,10 +304,7 @@ def timed(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
     cannot inflate), else wall-clock time.
     """
     __tracebackhide__ = True
-    clock = getattr(student, "clock", time.perf_counter)
-    start = clock()
-    answer = call(student, args, exercise)
-    elapsed = clock() - start
+    answer, elapsed = clocked(student, args, exercise, time.perf_counter)
     if elapsed > limit_s:
         what = getattr(student, "clock_name", "")
         raise Feedback("too slow", exercise, f"It took {elapsed:.1f} s{what}; the limit is "

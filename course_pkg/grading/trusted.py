@@ -95,8 +95,10 @@ class RemoteFunction:
 
     clock_name = " of CPU time in the grading sandbox"
 
-    def __init__(self, kernel: SandboxedKernel, name: str, printed: list[str]) -> None:
+    def __init__(self, kernel: SandboxedKernel, name: str, printed: list[str],
+                 answers: frozenset[str] = frozenset()) -> None:
         self.kernel, self.__name__, self.printed = kernel, name, printed
+        self.answers = answers
         self.__qualname__ = name
         self.clock = kernel.cpu_seconds
         if "wall-clock" in kernel.accounting:  # no control group: the rule of one core
@@ -122,6 +124,17 @@ class RemoteFunction:
         if ename == "WithheldError":
             raise ReferenceUsedError(evalue.split(" is withheld")[0])
         raise StudentError(ename, evalue)
+
+    def helper(self, name: str) -> RemoteFunction | None:
+        """The student's function ``name`` in the same kernel, or None: only one of the
+        assignment's answer names, and only where the kernel holds a function by that name
+        (the checks call it to point a failing check at the helper that is off first)."""
+        if name not in self.answers:
+            return None
+        reply = self.kernel.request({"op": "lookup", "name": name}, 10)
+        if reply.get("kind") != "callable":
+            return None
+        return RemoteFunction(self.kernel, name, self.printed, self.answers)
 
     def __repr__(self) -> str:
         return f"<the student's function {self.__name__}>"
@@ -391,7 +404,7 @@ class TrustedExecute(NbGraderPreprocessor):
         reply = kernel.request({"op": "lookup", "name": name}, 10)
         kind = reply.get("kind")
         if kind == "callable":
-            scope[name] = RemoteFunction(kernel, name, printed)
+            scope[name] = RemoteFunction(kernel, name, printed, self.answers)
         elif kind == "value":
             try:
                 scope[name] = numbers_only(wire.decode(reply.get("value")), f"{name} holds")
