@@ -225,6 +225,68 @@ def test_central_differences_in_place_of_reverse_mode_lose_the_points(solution):
             is not None
 
 
+COMPLEX_STEPS = '''
+def _error(W, x, t, activation):
+    a = np.asarray(x, dtype=complex)
+    for W_l in W:
+        z = W_l @ a
+        a = np.tanh(z) if activation == "tanh" else np.where(z.real > 0, z, 0)
+    return 0.5 * np.sum((t - a) ** 2)
+
+
+def layered_gradients(W, x, t, activation="tanh", h=1e-30):
+    V = [np.array(W_l, dtype=complex) for W_l in W]
+    grads = []
+    for W_l in V:
+        grad = np.zeros(W_l.shape)
+        for index in np.ndindex(W_l.shape):
+            W_l[index] += 1j * h
+            grad[index] = _error(V, x, t, activation).imag / h
+            W_l[index] -= 1j * h
+        grads.append(grad)
+    return grads
+'''
+
+
+def test_the_solution_costs_what_reverse_mode_costs(solution):
+    from course_pkg.checks import cost
+
+    cost.check_layered_gradients_cost(solution["layered_gradients"])
+    cost.check_backward_cost(solution["gradients"])
+    W, _, _ = cost.cost_network(0)
+    parents_of, _ = cost.cost_graph(0)
+    assert sum(W_l.size for W_l in W) > 20_000 and len(parents_of) > 10_000
+
+
+def test_complex_steps_in_place_of_reverse_mode_are_right_but_too_slow(solution):
+    """Complex-step derivatives of the student's own forward pass (with a relu whose slope is
+    0 at the kink) are exact to rounding: only what they cost, one forward pass per weight,
+    gives them away."""
+    from course_pkg.checks import cost
+
+    namespace = dict(solution)
+    exec(COMPLEX_STEPS, namespace)
+    assert tag_of("check_layered_gradients", namespace["layered_gradients"], seed=0) is None
+    with pytest.raises(Feedback) as err:
+        cost.check_layered_gradients_cost(namespace["layered_gradients"])
+    assert err.value.tag == "too slow"
+
+
+def test_a_backward_that_searches_a_list_of_visited_nodes_is_too_slow():
+    """Right on every small graph, quadratic in the size of the graph."""
+    from course_pkg.checks import cost
+
+    namespace = student({"topological_order": (
+        "order, seen = [], set()\n\n    def visit(node):\n        if node in seen:\n"
+        "            return\n        seen.add(node)",
+        "order, seen = [], []\n\n    def visit(node):\n        if node in seen:\n"
+        "            return\n        seen.append(node)")})
+    assert tag_of("check_backward", namespace["gradients"], seed=0) is None
+    with pytest.raises(Feedback) as err:
+        cost.check_backward_cost(namespace["gradients"])
+    assert err.value.tag == "too slow"
+
+
 # -- the references agree with each other and with central differences ----------------------------
 @pytest.mark.parametrize("seed", range(4))
 def test_the_engine_agrees_with_network_and_graph(seed):

@@ -212,6 +212,26 @@ PS5 = [
         "        grads.append(grad)\n"
         "    return grads\n"
         "    g = tanh if")}, expected=12.0),
+    Sub("layered_by_complex_steps", {"layered_gradients": (
+        "    g = tanh if",
+        "    def error(V):\n"
+        "        a = np.asarray(x, dtype=complex)\n"
+        "        for V_l in V:\n"
+        "            z = V_l @ a\n"
+        "            a = np.tanh(z) if activation == 'tanh' else np.where(z.real > 0, z, 0)\n"
+        "        return 0.5 * np.sum((t - a) ** 2)\n"
+        "    V = [np.array(W_l, dtype=complex) for W_l in W]\n"
+        "    grads = []\n"
+        "    for W_l in V:\n"
+        "        grad = np.zeros(W_l.shape)\n"
+        "        for i in np.ndindex(grad.shape):\n"
+        "            W_l[i] += 1e-30j\n"
+        "            grad[i] = error(V).imag / 1e-30\n"
+        "            W_l[i] -= 1e-30j\n"
+        "        grads.append(grad)\n"
+        "    return grads\n"
+        "    g = tanh if")},
+        expected=12.0, tags={"test_layered_gradients": "too slow"}),
     Sub("imports_the_reference", {"skip_gradients": (
         "    g = tanh if", "    from course_pkg.checks import reverse_mode\n"
         "    return reverse_mode.engine_skip(w, x, t, activation)\n    g = tanh if")},
