@@ -689,6 +689,88 @@ def test_the_grader_handle_reaches_the_students_helpers(broken):
     assert "backward_step" in handle.asked
 
 
+PS1_HELPERS = '''
+import numpy as np
+from course_pkg.identity_sigmoid import A
+
+def dE_dw(w, x, y):
+    y_hat = A(w * x)
+    return (y_hat - y) * x * y_hat * (1.0 - y_hat)
+
+def update(w, x, y, mu):
+    return w - mu * dE_dw(w, x, y)
+
+def train(w0, mu, steps, xs=(0.0, 1.0)):
+    path = [float(w0)]
+    for i in range(steps):
+        x = xs[i % len(xs)]
+        path.append(update(path[-1], x, x, mu))
+    return np.array(path)
+'''
+
+
+@pytest.mark.parametrize("check", ["check_update", "check_train"])
+def test_ps1_update_and_training_point_back_to_a_wrong_dE_dw(check):
+    from course_pkg.checks import identity_sigmoid
+
+    right = notebook(PS1_HELPERS)
+    getattr(identity_sigmoid, check)(right[check.removeprefix("check_")])
+    wrong = notebook(PS1_HELPERS.replace("(y_hat - y) * x *", "(y_hat - y) *"))
+    with pytest.raises(Feedback) as own:
+        identity_sigmoid.check_dE_dw(wrong["dE_dw"])
+    assert own.value.tag == "input missing"
+    with pytest.raises(Feedback) as info:
+        getattr(identity_sigmoid, check)(wrong[check.removeprefix("check_")])
+    assert info.value.tag == "earlier helper"
+    assert "Your dE_dw " in str(info.value) and "input missing" in str(info.value)
+
+
+def test_ps1_an_update_wrong_on_its_own_is_not_blamed_on_dE_dw():
+    from course_pkg.checks.identity_sigmoid import check_update
+
+    source = PS1_HELPERS.replace("return w - mu * dE_dw", "return w + mu * dE_dw")
+    with pytest.raises(Feedback) as info:
+        check_update(notebook(source)["update"])
+    assert info.value.tag == "sign flipped"
+
+
+PS4_HELPERS = '''
+import numpy as np
+from course_pkg.node_delta import derivative, forward
+
+def output_Delta(inp, a, t, g_prime):
+    return g_prime(inp) * (t - a)
+
+def hidden_Delta(w, inp, Delta_next, g_prime):
+    return g_prime(inp) * (w @ Delta_next)
+
+def node_update(w, x, t, eta, activation="sigmoid"):
+    g, g_prime = derivative(activation)
+    inp, a = forward(w, x, g)
+    top = len(w)
+    Delta = {top: output_Delta(inp[top], a[top], t, g_prime)}
+    for m in range(top - 1, 0, -1):
+        Delta[m] = hidden_Delta(w[m], inp[m], Delta[m + 1], g_prime)
+    return [w_m + eta * np.outer(a[m], Delta[m + 1]) for m, w_m in enumerate(w)]
+'''
+
+
+@pytest.mark.parametrize("broken, replace, tag", [
+    ("output_Delta", ("* (t - a)", "* (a - t)"), "sign flipped"),
+    ("hidden_Delta", ("(w @ Delta_next)", "(w.T @ Delta_next)"), "W instead of W^T"),
+])
+def test_ps4_node_update_points_back_to_its_first_wrong_Delta(broken, replace, tag):
+    from course_pkg.checks.node_delta import check_node_update
+
+    check_node_update(notebook(PS4_HELPERS)["node_update"])
+    source = PS4_HELPERS.replace(*replace)
+    assert source != PS4_HELPERS
+    with pytest.raises(Feedback) as info:
+        check_node_update(notebook(source)["node_update"])
+    assert info.value.tag == "earlier helper"
+    assert f"Your {broken} " in str(info.value) and tag in str(info.value)
+
+
 def test_a_backward_pass_wrong_on_its_own_is_not_blamed_on_its_helpers():
     from course_pkg.checks.matrix_form import check_gradients
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from course_pkg import identity_sigmoid as ref
-from course_pkg.checks.feedback import Exercise
+from course_pkg.checks.feedback import Exercise, Feedback, first_wrong_helper
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 
 CHAPTER = "book/identity_sigmoid.md"
@@ -94,7 +94,13 @@ UPDATE = Exercise(
     cases=_update_cases,
     hint="return the new weight, not the step; the step is mu times your dE_dw, subtracted.",
     forbidden=FORBIDDEN,
+    earlier=lambda student, case: _earlier_for_update(student, case),
 )
+
+
+def _earlier_for_update(student: Callable[..., float], case: tuple) -> Feedback | None:
+    """The student's dE_dw on the case's (w, x, y), when their update is wrong."""
+    return first_wrong_helper(student, UPDATE, [(DE_DW, "dE_dw", case[:3])])
 
 
 # -- the training loop -------------------------------------------------------------------------
@@ -135,7 +141,22 @@ TRAIN = Exercise(
          "x = xs[0], xs[1], ... in turn (back to xs[0] after the last) with target y = x.",
     forbidden=FORBIDDEN,
     trains=True,
+    earlier=lambda student, case: first_wrong_helper(student, TRAIN, train_steps(*case)),
 )
+
+
+def train_steps(w0: float, mu: float, steps: int, xs: tuple[float, ...]
+                ) -> list[tuple[Exercise, str, tuple]]:
+    """What the training loop asks of the student's dE_dw and update on its first passes
+    over the examples (each example twice at most), in the loop's order, along the right
+    path of weights: (exercise, the helper's name, its arguments)."""
+    asked: list[tuple[Exercise, str, tuple]] = []
+    w = float(w0)
+    for i in range(min(steps, 2 * len(xs))):
+        x = xs[i % len(xs)]
+        asked += [(DE_DW, "dE_dw", (w, x, x)), (UPDATE, "update", (w, x, x, mu))]
+        w = float(ref.update(w, x, x, mu))
+    return asked
 
 
 def check_dE_dw(student: Callable[..., float], seed: int | None = None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from course_pkg import node_delta as ref
-from course_pkg.checks.feedback import Exercise
+from course_pkg.checks.feedback import Exercise, first_wrong_helper
 from course_pkg.checks.guard import backward_passes, reference_functions, withheld
 from course_pkg.network import Network
 
@@ -172,7 +172,23 @@ NODE_UPDATE = Exercise(
     hint="compute every in and a forward, every Delta backward (output layer first), and "
          "only then change the weights: each Delta uses the old weights.",
     forbidden=FORBIDDEN,
+    earlier=lambda student, case: first_wrong_helper(student, NODE_UPDATE, delta_steps(*case)),
 )
+
+
+def delta_steps(w: Sequence[np.ndarray], x: np.ndarray, t: np.ndarray, eta: float,
+                activation: str) -> list[tuple[Exercise, str, tuple]]:
+    """What one step asks of the student's output_Delta and hidden_Delta, output layer first,
+    on the right Deltas of the layer above: (exercise, the helper's name, its arguments)."""
+    g, g_prime = _FUNCTIONS[activation]
+    inp, a = ref.forward(w, x, g)
+    top = len(w)
+    asked = [(OUTPUT_DELTA, "output_Delta", (inp[top], a[top], t, g_prime))]
+    Delta = {top: output_Delta(inp[top], a[top], t, g_prime)}
+    for m in range(top - 1, 0, -1):
+        asked.append((HIDDEN_DELTA, "hidden_Delta", (w[m], inp[m], Delta[m + 1], g_prime)))
+        Delta[m] = hidden_Delta(w[m], inp[m], Delta[m + 1], g_prime)
+    return asked
 
 
 # -- the numerical check against the matrix form -----------------------------------------------
