@@ -1411,10 +1411,15 @@ sandbox's memory group all along; the attack had counted a child that said "held
 killed for memory."""
 
 
-def _param(sub: Sub) -> object:
+# The two classes are two work units for pytest-xdist (see tests/conftest.py): each is graded
+# once, on one worker, and the two can be graded at the same time on two workers.
+ON_PS1, ON_PS3 = pytest.mark.xdist_group("redteam_ps1"), pytest.mark.xdist_group("redteam_ps3")
+
+
+def _param(sub: Sub, group: pytest.MarkDecorator = ON_PS1) -> object:
     marks = ([pytest.mark.xfail(reason=KNOWN_WEAK[sub.name], strict=False)]
              if sub.name in KNOWN_WEAK else [])
-    return pytest.param(sub, id=_id(sub), marks=marks)
+    return pytest.param(sub, id=_id(sub), marks=[*marks, group])
 
 
 @pytest.mark.parametrize("sub", [_param(s) for s in PS1])
@@ -1423,7 +1428,7 @@ def test_ps1_student(ps1_batch: Batch, sub: Sub) -> None:
     assert not problems, f"{sub.name!r} ({sub.what}): " + "; ".join(problems)
 
 
-@pytest.mark.parametrize("sub", PS3, ids=[_id(s) for s in PS3])
+@pytest.mark.parametrize("sub", [_param(s, ON_PS3) for s in PS3])
 def test_ps3_student(ps3_batch: Batch, sub: Sub) -> None:
     problems = check_student(ps3_batch, sub, 16.0)
     assert not problems, f"{sub.name!r} ({sub.what}): " + "; ".join(problems)
@@ -1437,7 +1442,7 @@ def test_ps3_student(ps3_batch: Batch, sub: Sub) -> None:
 POISON = [s for s in PS1 if s.poison and not s.honest]
 
 
-@pytest.mark.parametrize("sub", POISON, ids=[_id(s) for s in POISON])
+@pytest.mark.parametrize("sub", [_param(s) for s in POISON])
 def test_poison_run(ps1_batch: Batch, sub: Sub) -> None:
     """A submission that could stop a run: its run finishes and grades the honest classmate."""
     result = ps1_batch.results[f"autograde poison {sub.name}"]
@@ -1449,7 +1454,7 @@ def test_poison_run(ps1_batch: Batch, sub: Sub) -> None:
     assert re.search(rf"^{re.escape(sub.name)}: (0/5|not graded)", out, re.M), out
 
 
-@pytest.fixture(params=["ps1", "ps3"])
+@pytest.fixture(params=[pytest.param("ps1", marks=ON_PS1), pytest.param("ps3", marks=ON_PS3)])
 def batch(request) -> Batch:
     return request.getfixturevalue(f"{request.param}_batch")
 
