@@ -233,13 +233,23 @@ def call(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise) -
 
 
 def own_helpers(student: Callable[..., Any], names: Iterable[str]) -> dict[str, Callable]:
-    """The student's functions called ``names``, from the namespace ``student`` was defined in
-    (the notebook's): only plain functions, so that nothing else of the kernel is run."""
+    """The student's functions called ``names``.
+
+    In the student's notebook they come from the namespace ``student`` was defined in: only
+    plain functions, so that nothing else of the kernel is run. At grading, ``student`` is the
+    grader's handle on a function in the sandbox
+    (:class:`~course_pkg.grading.trusted.RemoteFunction`): its ``helper(name)`` gives the
+    handle on the student's function ``name`` there (answer names only), or None.
+    """
     namespace = getattr(student, "__globals__", None)
-    if not isinstance(namespace, dict):
+    if isinstance(namespace, dict):
+        return {name: namespace[name] for name in names
+                if callable(namespace.get(name)) and hasattr(namespace[name], "__code__")}
+    remote = getattr(student, "helper", None)
+    if not callable(remote):
         return {}
-    return {name: namespace[name] for name in names
-            if callable(namespace.get(name)) and hasattr(namespace[name], "__code__")}
+    found = {name: remote(name) for name in names}
+    return {name: helper for name, helper in found.items() if helper is not None}
 
 
 def first_wrong_helper(student: Callable[..., Any], owner: Exercise,
