@@ -97,13 +97,9 @@ def grade_batch(scheduler: str | None, workers: int, job: dict[str, Any],
 
 def _forget_prepared() -> None:
     """Remove the private course folders that grading here prepared (a worker's go with it)."""
-    import shutil
-
     from course_pkg.grading import task
 
-    for prepared in task._PREPARED.values():
-        shutil.rmtree(prepared[0], ignore_errors=True)
-    task._PREPARED.clear()
+    task.forget_prepared()
 
 
 def grade_task(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:

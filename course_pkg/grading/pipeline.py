@@ -49,6 +49,7 @@ from course_pkg.grading.preflight import (
     check_submission,
 )
 from course_pkg.grading.sandbox import Limits, bwrap_path
+from course_pkg.grading.task import sweep
 from course_pkg.grading.untrusted import UnsafeFile, one_line, read_regular, valid_text
 from course_pkg.grading.withheld import checks_modules, package_hash, withheld_names
 
@@ -172,6 +173,7 @@ def autograde(
         bwrap_path()
     limits = limits or Limits()
     ensure_tools_on_path()
+    sweep()  # the prepared courses of workers that were killed in an earlier batch
     spec = assignment_spec(course.db_url, assignment)
     manifest = Manifest(course.root / FILE_NAME)
     known = course.students(assignment)

@@ -21,15 +21,26 @@ Before its first submission, a process starts a test sandbox (:func:`course_pkg.
 worker with another course_pkg, a sandbox that cannot see the Python environment, a full
 disk), comes back as ``fault``: "not graded: grader fault (what, how to fix it)", never a
 grade, and the next run grades that submission again.
+
+A process's prepared course lives in the grader's private runtime folder
+(:func:`course_pkg.grading.identity.private_folder`, ``work/<assignment>-<random>``), never in
+``/tmp``, and the process holds an exclusive lock on that folder for its life. A worker that
+exits removes it; one that is killed cannot, and the lock dies with it: :func:`sweep` (run at
+the start of every batch and before a process prepares) removes every folder whose lock is
+free. The private gradebook in it is a scratch copy (the instructor's process records the
+grades), so it is written without waiting for the disk (SQLite ``synchronous=OFF``).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -39,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from course_pkg.grading.course import ensure_tools_on_path, read_submission
-from course_pkg.grading.identity import UnsafeRuntimeState
+from course_pkg.grading.identity import UnsafeRuntimeState, private_folder
 from course_pkg.grading.sandbox import (
     Limits,
     SandboxFault,
@@ -55,6 +66,10 @@ _PREPARED: dict[str, tuple[Path, Path, Any, str]] = {}
 hold)."""
 ONE_AT_A_TIME = threading.Lock()
 """Held while this process grades a submission (see the module doc)."""
+WORK_FOLDER = "work"
+"""The folder of the private runtime folder that holds the workers' prepared courses."""
+_HELD: dict[Path, int] = {}
+"""Per process: prepared course folder -> the descriptor that holds its lock."""
 
 
 class WrongPackage(RuntimeError):
@@ -175,10 +190,8 @@ def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
     if key not in _PREPARED:
         os.environ.update({name: "1" for name in THREAD_VARIABLES})
         ensure_tools_on_path()
-        root = Path(tempfile.mkdtemp(prefix=f"course-grading-{job['assignment']}-"))
-        # A Dask worker process keeps its prepared course for its life and removes it when it
-        # exits (the embedded cluster's workers are spawned interpreters: atexit runs).
-        atexit.register(shutil.rmtree, root, True)
+        _gradebooks_without_sync()
+        root = claim_work_folder(job["assignment"])
         try:
             _gradebook(root, job)
             (root / "source" / job["assignment"]).mkdir(parents=True)
@@ -187,9 +200,112 @@ def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
             held = probe(package, limits) if job["sandboxed"] else "no sandbox"
             _PREPARED[key] = (root, package, _api(root, package, job), held)
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            release_work_folder(root)
             raise
     return _PREPARED[key]
+
+
+def work_parent() -> Path:
+    """The folder of this user's private runtime folder that holds the prepared courses
+    (created and checked: see :func:`course_pkg.grading.identity.open_private_dir`)."""
+    return private_folder(WORK_FOLDER)
+
+
+def claim_work_folder(assignment: str) -> Path:
+    """A new folder for this process's prepared course of ``assignment``, locked by this
+    process until :func:`release_work_folder` or its death (after sweeping stale ones).
+
+    A Dask worker process keeps its prepared course for its life and removes it when it exits
+    (the embedded cluster's workers are spawned interpreters: atexit runs); the folder of one
+    that is killed is removed by the next sweep.
+    """
+    parent = work_parent()
+    sweep(parent)
+    while True:
+        root = Path(tempfile.mkdtemp(prefix=f"{assignment}-", dir=parent))
+        fd = _open_folder(root)
+        if fd is None:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # a sweep that locked the folder between mkdtemp and flock has removed it: try again
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(root, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                _HELD[root] = fd
+                atexit.register(release_work_folder, root)
+                return root
+        os.close(fd)
+
+
+def release_work_folder(root: Path) -> None:
+    """Remove the prepared course ``root`` and give up its lock (idempotent)."""
+    shutil.rmtree(root, ignore_errors=True)
+    fd = _HELD.pop(root, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def forget_prepared() -> None:
+    """Remove every course this process prepared (and give up their locks)."""
+    for prepared in list(_PREPARED.values()):
+        release_work_folder(prepared[0])
+    _PREPARED.clear()
+
+
+def sweep(parent: Path | None = None) -> list[Path]:
+    """Remove the prepared courses whose process is gone (their lock is free); return them.
+
+    A live process holds its folder's lock, so its folder is never touched.
+    """
+    parent = parent if parent is not None else work_parent()
+    removed = []
+    for entry in sorted(parent.iterdir()):
+        fd = _open_folder(entry)
+        if fd is None:  # not a folder (nothing else is put there): leave it
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _open_folder(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+_SYNC_OFF: list[bool] = []
+
+
+def _gradebooks_without_sync() -> None:
+    """Once per process: the private gradebooks (in a prepared course, never the instructor's)
+    are opened with ``PRAGMA synchronous=OFF``: each of nbgrader's many commits would otherwise
+    wait for the disk, for a file that is thrown away after the grading."""
+    if _SYNC_OFF:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "connect", _no_sync)
+    _SYNC_OFF.append(True)
+
+
+def _no_sync(connection: Any, record: Any) -> None:
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    rows = connection.execute("PRAGMA database_list").fetchall()
+    path = next((row[2] for row in rows if row[1] == "main" and row[2]), None)
+    if path is not None and os.path.dirname(os.path.realpath(path)) in {
+            os.path.realpath(root) for root in _HELD}:
+        connection.execute("PRAGMA synchronous=OFF")
 
 
 def _gradebook(root: Path, job: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ What else the student's side never holds, and what it may hand to the tests:
 from __future__ import annotations
 
 import ast
+import compileall
 import copy
 import hashlib
 import importlib
@@ -96,6 +97,12 @@ def build(target: Path, withheld: Iterable[str]) -> Path:
             raise ValueError(f"withheld {module} is not a module of course_pkg")
         path.write_text(_stub(path.read_text(), module, qualnames))
     _stub_checks(source / "checks", target / "course_pkg" / "checks")
+    # Compiled once here, not by every sandbox: the sandbox's copy is read-only, so without
+    # the bytecode each kernel would compile the modules it imports again. The file names
+    # recorded are those the sandbox sees.
+    from course_pkg.grading.sandbox import PACKAGE_DEST
+
+    compileall.compile_dir(target, ddir=PACKAGE_DEST, quiet=2)
     return target
 
 
