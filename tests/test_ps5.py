@@ -258,18 +258,16 @@ def test_the_solution_costs_what_reverse_mode_costs(solution):
     assert sum(W_l.size for W_l in W) > 20_000 and len(parents_of) > 10_000
 
 
-def test_complex_steps_in_place_of_reverse_mode_are_right_but_too_slow(solution):
+def test_complex_steps_in_place_of_reverse_mode_pass_every_check_but_the_cost(solution):
     """Complex-step derivatives of the student's own forward pass (with a relu whose slope is
     0 at the kink) are exact to rounding: only what they cost, one forward pass per weight,
-    gives them away."""
-    from course_pkg.checks import cost
-
+    gives them away. That they are too slow is graded through the sandbox in
+    ``tests/test_redteam_ps56.py`` (submission ``layered_by_complex_steps``: about 3 s of CPU,
+    spent once)."""
     namespace = dict(solution)
     exec(COMPLEX_STEPS, namespace)
-    assert tag_of("check_layered_gradients", namespace["layered_gradients"], seed=0) is None
-    with pytest.raises(Feedback) as err:
-        cost.check_layered_gradients_cost(namespace["layered_gradients"])
-    assert err.value.tag == "too slow"
+    for seed in (None, 0, 1):
+        assert tag_of("check_layered_gradients", namespace["layered_gradients"], seed) is None
 
 
 def test_a_backward_that_searches_a_list_of_visited_nodes_is_too_slow():
