@@ -118,7 +118,7 @@ def answer_functions() -> tuple[Callable[..., Any], ...]:
     for name, module in list(sys.modules.items()):
         if not name.startswith(CHECKS_PACKAGE) or name in NOT_ANSWERS or module is None:
             continue
-        for attr, value in vars(module).items():
+        for attr, value in list(vars(module).items()):  # a module may be importing meanwhile
             if (callable(value) and hasattr(value, "__code__") and not value.__closure__
                     and getattr(value, "__module__", "") == name
                     and not attr.startswith(("check_", "_"))):
