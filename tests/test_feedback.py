@@ -340,6 +340,29 @@ def test_training_an_untrained_network_is_too_inaccurate(digits):
     assert "90%" in str(info.value)
 
 
+def test_training_that_falls_short_names_the_wrong_helper_behind_it(digits):
+    """ps3: a training run below the target, in a notebook whose bias_gradient sums instead of
+    averaging, is sent back to that helper (the backward pass and its helpers are checked on a
+    small case of their own test)."""
+    from course_pkg.checks.matrix_form import check_training
+
+    source = PS3_HELPERS.replace("BACK(W[l])", "W[l].T") + '''
+def train_digits(X_train, y_train, seed=0):
+    rng = np.random.default_rng(seed)
+    return {1: rng.normal(0, 0.01, (10, 64))}, {1: np.zeros(10)}
+'''
+    right = notebook(source)
+    with pytest.raises(Feedback) as info:
+        check_training(right["train_digits"], digits)
+    assert info.value.tag == "too inaccurate"  # its helpers are right: its own loop is off
+    wrong = notebook(source.replace("return np.mean(delta[l], axis=1)",
+                                    "return np.sum(delta[l], axis=1)"))
+    with pytest.raises(Feedback) as info:
+        check_training(wrong["train_digits"], digits)
+    assert info.value.tag == "earlier helper"
+    assert "Your bias_gradient " in str(info.value)
+
+
 def test_training_past_the_time_limit_is_too_slow(digits, monkeypatch):
     from course_pkg.checks import matrix_form
 

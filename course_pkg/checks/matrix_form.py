@@ -383,14 +383,29 @@ def check_training(student: Callable[..., tuple], data: tuple, seed: int = 0) ->
     """
     __tracebackhide__ = True
     X_train, X_test, y_train, y_test = data
-    W, b = timed(student, (X_train, y_train, seed), TRAINING, TRAINING_TIME_S)
-    score = accuracy(network_from(W, b), X_test, y_test)
-    if not score >= TARGET_ACCURACY:
-        raise Feedback("too inaccurate", TRAINING,
-                       f"The test accuracy is {score:.1%}; at least "
-                       f"{TARGET_ACCURACY:.0%} is needed. Check your gradients first, then "
-                       f"the learning rate and the number of epochs.")
+    try:
+        W, b = timed(student, (X_train, y_train, seed), TRAINING, TRAINING_TIME_S)
+        score = accuracy(network_from(W, b), X_test, y_test)
+        if not score >= TARGET_ACCURACY:
+            raise Feedback("too inaccurate", TRAINING,
+                           f"The test accuracy is {score:.1%}; at least "
+                           f"{TARGET_ACCURACY:.0%} is needed. Check your gradients first, "
+                           f"then the learning rate and the number of epochs.")
+    except Feedback as err:
+        if err.tag not in ("too inaccurate", "diverged"):
+            raise
+        first = first_wrong_helper(student, TRAINING, training_helper_steps())
+        if first is None:
+            raise
+        raise first from None
     return score
+
+
+def training_helper_steps() -> list[tuple[Exercise, str, tuple]]:
+    """The student's backward pass and its helpers on the first small case of ``gradients``'
+    visible test, helpers first: when training fails, the first of them that is wrong."""
+    case = _problem_cases(np.random.default_rng(0), False)[0]
+    return [*helper_steps(*case), (GRADIENTS, "gradients", case)]
 
 
 def check_delta_L_cross_entropy(student: Callable, seed: int | None = None) -> None:
