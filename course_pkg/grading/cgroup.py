@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
+REMOVE_WAIT_S = 1.0
+"""How long :meth:`Cgroup.remove` waits for a sandbox's killed processes to be gone."""
 _counter = itertools.count()
 
 
@@ -54,16 +56,23 @@ class Cgroup:
             (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def remove(self) -> None:
-        """Remove the group once its processes are gone (they were killed just before)."""
+        """Remove the group once its processes are gone (they were killed just before).
+
+        The kernel takes a few milliseconds to tear them down: the waits start at 1 ms and
+        double up to 20 ms, for about a second in all.
+        """
         for folder in self.folders:
-            for _ in range(50):
+            delay, waited = 0.001, 0.0
+            while waited < REMOVE_WAIT_S:
                 try:
                     folder.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:  # a process of the sandbox is still being torn down
-                    time.sleep(0.02)
+                    time.sleep(delay)
+                    waited += delay
+                    delay = min(2 * delay, 0.02)
 
 
 def create(memory_bytes: int, processes: int, cores: float = 1.0) -> Cgroup | None:

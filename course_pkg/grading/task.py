@@ -163,7 +163,7 @@ def _grade(job: dict[str, Any], submission: dict[str, Any]) -> dict[str, Any]:
         "limits": held + _one_at_a_time(),
     }
     if answer["success"]:
-        answer["grades"] = read_submission(f"sqlite:///{root / 'gradebook.db'}", assignment,
+        answer["grades"] = read_submission(_gradebook_url(root), assignment,
                                            student)
         answer["autograded"] = {path.stem: path.read_text() for path in
                                 sorted((autograded / assignment).glob("*.ipynb"))}
@@ -191,6 +191,7 @@ def _prepare(job: dict[str, Any]) -> tuple[Path, Path, Any, str]:
         os.environ.update({name: "1" for name in THREAD_VARIABLES})
         ensure_tools_on_path()
         _gradebooks_without_sync()
+        _gradebooks_opened_lightly()
         _metadata_schema_compiled_once()
         root = claim_work_folder(job["assignment"])
         try:
@@ -240,6 +241,9 @@ def claim_work_folder(assignment: str) -> Path:
 def release_work_folder(root: Path) -> None:
     """Remove the prepared course ``root`` and give up its lock (idempotent)."""
     shutil.rmtree(root, ignore_errors=True)
+    engine = _ENGINES.pop(_gradebook_url(root), None)
+    if engine is not None:
+        engine.dispose()
     fd = _HELD.pop(root, None)
     if fd is not None:
         os.close(fd)
@@ -313,6 +317,46 @@ def _metadata_schema_compiled_once() -> None:
         common.jsonschema = _CachedSchemaValidation()
 
 
+_ENGINES: dict[str, Any] = {}
+"""Per process: the URL of a prepared course's private gradebook -> its SQLAlchemy engine."""
+
+
+def _gradebook_url(root: Path) -> str:
+    return f"sqlite:///{root / 'gradebook.db'}"
+
+
+def _gradebooks_opened_lightly() -> None:
+    """Once per process: nbgrader opens the private gradebook about ten times per submission,
+    and each time makes a new engine, connects it for the first time and checks that every
+    table exists (about 5 ms). For a private gradebook that this process made and checked
+    once (:func:`_gradebook`), the later opens reuse its engine and skip the table check; the
+    rest of nbgrader's ``Gradebook.__init__`` (a session, the course) is unchanged. Any other
+    gradebook (the instructor's) is opened as nbgrader does."""
+    from nbgrader import api
+
+    if getattr(api.Gradebook.__init__, "course_light", False):
+        return
+    full = api.Gradebook.__init__
+
+    def __init__(self: Any, db_url: str, course_id: str = "default_course",
+                 authenticator: Any = None) -> None:
+        engine = _ENGINES.get(db_url)
+        if engine is None:
+            full(self, db_url, course_id, authenticator)
+            if any(db_url == _gradebook_url(root) for root in _HELD):
+                _ENGINES[db_url] = self.engine
+            return
+        from sqlalchemy.orm import scoped_session, sessionmaker
+
+        self.engine = engine
+        self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+        self.check_course(course_id=course_id)
+        self.course_id, self.authenticator = course_id, authenticator
+
+    __init__.course_light = True  # type: ignore[attr-defined]
+    api.Gradebook.__init__ = __init__
+
+
 _SYNC_OFF: list[bool] = []
 
 
@@ -345,7 +389,7 @@ def _gradebook(root: Path, job: dict[str, Any]) -> None:
 
     assignment = job["assignment"]
     duedate = datetime.fromisoformat(job["duedate"]) if job.get("duedate") else None
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=job["course_id"]) as gb:
+    with Gradebook(_gradebook_url(root), course_id=job["course_id"]) as gb:
         gb.update_or_create_assignment(assignment, duedate=duedate)
         for notebook, spec in job["spec"].items():
             gb.add_notebook(notebook, assignment)
@@ -375,7 +419,7 @@ def _api(root: Path, package: Path, job: dict[str, Any]) -> Any:
     limits = Limits(**job["limits"])
     config = Config()
     config.CourseDirectory.root = str(root)
-    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.CourseDirectory.db_url = _gradebook_url(root)
     config.CourseDirectory.course_id = job["course_id"]
     config.LimitOutput.max_lines = limits.max_output_lines
     config.OverwriteCells.add_missing_cells = True
