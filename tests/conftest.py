@@ -97,7 +97,7 @@ def pytest_collection_modifyitems_names_groups(config: pytest.Config,
     ignores ``_nodeid``, so every group was silently split over the workers, and each worker
     built every module fixture again (pytest-xdist issue #1386). This writes the same suffix where
     this pytest reads it, after xdist's own hook; with an older pytest it does nothing."""
-    if not config.getvalue("loadgroup"):
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers only
         return
     for item in items:
         group = _group(item)
