@@ -14,7 +14,9 @@ that
 - opening a notebook and starting its kernel does not mark it modified (chapter and every
   problem set);
 - after running every cell, saving, closing, shutting the kernel down and reopening, no
-  widget reads "model not found" and the explorers' figures are still there.
+  widget reads "model not found" and the explorers' figures are still there;
+- the chapter as ``.binder/postBuild`` writes it is the download but for its check cell;
+- ``jupyter labextension list`` finds every extension compatible with the JupyterLab installed.
 """
 
 from __future__ import annotations
@@ -54,33 +56,19 @@ CHAPTER = "gradient_descent"
 PROBLEM_SETS = sorted(p.parent.name for p in (ROOT / "assignments" / "source").glob("*/*.ipynb"))
 
 
-def executed_as_the_book_builds(chapter: str) -> nbformat.NotebookNode:
-    """The chapter run as the site build runs it (``COURSE_BOOK_BUILD=1``: static explorers,
-    which record their live form's widget state)."""
-    import jupytext
-    from nbclient import NotebookClient
-
-    nb = jupytext.read(ROOT / "book" / f"{chapter}.md")
-    saved = os.environ.get("COURSE_BOOK_BUILD")
-    os.environ["COURSE_BOOK_BUILD"] = "1"
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "book")}}).execute()
-    finally:
-        if saved is None:
-            os.environ.pop("COURSE_BOOK_BUILD")
-        else:
-            os.environ["COURSE_BOOK_BUILD"] = saved
-    return nb
-
-
 def write_downloads(work: Path) -> None:
-    """The chapter and the problem sets as the site serves them, into ``work``."""
+    """The chapter and the problem sets as the site serves them, into ``work``; the chapter as
+    served and as ``.binder/postBuild`` writes it, also into ``work/.as_served``."""
     wheel = site_package.wheel_name(site_package.package_version())
     export = sn.book_export(f"book/{CHAPTER}")
     export.wheel_name = wheel
-    nbformat.write(sn.student_notebook(executed_as_the_book_builds(CHAPTER), export),
-                   work / f"{CHAPTER}.ipynb")
+    executed = sn.executed_as_the_site_builds(ROOT / "book" / f"{CHAPTER}.md", timeout_s=300)
+    download = sn.student_notebook(executed, export)
+    nbformat.write(download, work / f"{CHAPTER}.ipynb")
+    (work / ".as_served").mkdir()  # kept as written: the browser tests save over the others
+    nbformat.write(download, work / ".as_served" / f"{CHAPTER}.ipynb")
+    binder = sn.student_notebook(executed, sn.book_export(f"book/{CHAPTER}"))
+    nbformat.write(binder, work / ".as_served" / f"binder_{CHAPTER}.ipynb")
     for name in PROBLEM_SETS:
         source = next((ROOT / "assignments" / "source" / name).glob("*.ipynb"))
         nb = problem_sets.student_version(source)
@@ -277,6 +265,23 @@ def test_a_downloaded_chapter_reads_runs_and_reopens(lab: tuple[str, Path]) -> N
     in_browser(url, drive, "jupyterlab.png")
 
 
+def test_the_binder_chapter_is_the_download(lab: tuple[str, Path]) -> None:
+    """The chapter as ``.binder/postBuild`` writes it (``student_notebooks.py``, run as the site
+    build runs it) holds the download's outputs and widget state, so the reopening test above
+    covers it. (A chapter never run holds no widget state: in a default JupyterLab its
+    explorers read "model not found" once it is run, saved and reopened.)"""
+    _, work = lab
+    binder = nbformat.read(work / ".as_served" / f"binder_{CHAPTER}.ipynb", as_version=4)
+    download = nbformat.read(work / ".as_served" / f"{CHAPTER}.ipynb", as_version=4)
+    assert binder.metadata["widgets"] == download.metadata["widgets"]
+    assert binder.metadata["widgets"][sn.WIDGET_STATE]["state"]
+    assert len(binder.cells) == len(download.cells)
+    differ = [a.metadata.get("tags", []) for a, b in zip(binder.cells, download.cells,
+                                                         strict=True)
+              if (a.source, a.get("outputs")) != (b.source, b.get("outputs"))]
+    assert differ in ([], [[sn.SETUP_TAG]]), differ  # the check cell may name the wheel
+
+
 def test_opening_a_problem_set_changes_nothing_in_it(lab: tuple[str, Path]) -> None:
     url, work = lab
 
@@ -292,3 +297,19 @@ def test_opening_a_problem_set_changes_nothing_in_it(lab: tuple[str, Path]) -> N
             shut_down_kernels(url)
 
     in_browser(url, drive, "jupyterlab-problem-sets.png")
+
+
+def test_every_labextension_is_compatible_with_the_jupyterlab_installed() -> None:
+    """``jupyter labextension list`` flags an extension built for another JupyterLab ("is not
+    compatible with the current JupyterLab": jupyterlab-myst did so with JupyterLab 4.6); the
+    ones the course needs are all there, enabled and OK."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", NO_COLOR="1")
+    listed = subprocess.run([str(BIN / "jupyter"), "labextension", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    text = listed.stdout + listed.stderr
+    assert "not compatible" not in text, text
+    for extension in ("jupyterlab-myst", "@jupyter/nbgrader",
+                      "@jupyter-widgets/jupyterlab-manager", "@jupyter-notebook/lab-extension"):
+        line = next((row for row in text.splitlines() if row.split()[:1] == [extension]), "")
+        assert "enabled" in line and "OK" in line, (extension, text)

@@ -273,3 +273,24 @@ def test_equation_labels_in_code_read_as_the_sites_numbers() -> None:
     assert out.cells[-1].outputs[0]["text"] == "(7.5) holds\n"
     plain = sn.student_notebook(nb, sn.book_export("book/matrix_form"))  # no numbers: kept
     assert "(mf-delta)" in plain.cells[-1].source
+
+
+def test_the_binder_notebooks_are_run_as_the_site_runs_them(tmp_path: Path) -> None:
+    """``python book/_ext/student_notebooks.py book/*.md`` (``.binder/postBuild``) writes each
+    chapter beside its source after running it as the site build does: its outputs are there,
+    and its explorers' widget state with them (a notebook never run has none, and a default
+    JupyterLab shows "model not found" once it is run, saved and reopened)."""
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(CHAPTER, book / CHAPTER.name)
+    assert sn.main([str(book / CHAPTER.name)]) == 0
+    nb = nbformat.read(book / f"{CHAPTER.stem}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and "course-setup" not in
+            c.metadata.get("tags", [])]
+    assert code and all(c.execution_count for c in code)
+    assert any(c.outputs for c in code)
+    views = [o for c in code for o in c.outputs if sn.WIDGET_VIEW in o.get("data", {})]
+    assert views, "the chapter's explorer shows its sliders"
+    state = nb.metadata["widgets"][sn.WIDGET_STATE]["state"]
+    assert all(o["data"][sn.WIDGET_VIEW]["model_id"] in state for o in views)
+

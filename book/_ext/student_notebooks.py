@@ -35,7 +35,10 @@ whole on its own, in JupyterLab (with or without ``jupyterlab-myst``), Colab or 
 
 Run as a script (``python book/_ext/student_notebooks.py book/*.md``), it writes
 ``book/<chapter>.ipynb`` beside each MyST chapter: ``.binder/postBuild`` does this so that
-Binder opens the chapters as notebooks.
+Binder opens the chapters as notebooks. Each chapter is first run as the site build runs it
+(:func:`executed_as_the_site_builds`), so that its notebook is the site's download: an
+unexecuted chapter would hold no widget state, and its explorers would read "model not found"
+once run, saved and reopened in a JupyterLab that does not save widget state.
 """
 
 from __future__ import annotations
@@ -464,9 +467,33 @@ def book_export(page: str, root: Path = ROOT) -> Export:
     return export
 
 
-def main(argv: list[str]) -> int:
-    """Write book/<chapter>.ipynb beside each MyST chapter named on the command line."""
+def executed_as_the_site_builds(path: Path, timeout_s: int = 600) -> Any:
+    """The MyST chapter at ``path`` run as the site build runs it: in its own folder, with
+    ``COURSE_BOOK_BUILD=1`` (static explorers, which record their live form's widget state
+    for :func:`student_notebook`)."""
+    import os
+
     import jupytext
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(path)
+    saved = os.environ.get("COURSE_BOOK_BUILD")
+    os.environ["COURSE_BOOK_BUILD"] = "1"
+    try:
+        NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                       resources={"metadata": {"path": str(Path(path).resolve().parent)}}
+                       ).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("COURSE_BOOK_BUILD")
+        else:
+            os.environ["COURSE_BOOK_BUILD"] = saved
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    """Write book/<chapter>.ipynb beside each MyST chapter named on the command line, run as
+    the site build runs it."""
     import nbformat
 
     if not argv:
@@ -478,7 +505,7 @@ def main(argv: list[str]) -> int:
         if path.suffix != ".md" or "kernelspec:" not in path.read_text():
             continue
         page = f"book/{path.stem}"
-        nb = student_notebook(jupytext.read(path), book_export(page))
+        nb = student_notebook(executed_as_the_site_builds(path), book_export(page))
         nbformat.write(nb, path.with_suffix(".ipynb"))
         print(f"wrote {path.with_suffix('.ipynb')}")
     return 0
