@@ -1370,11 +1370,27 @@ def token_hits(data: bytes) -> list[str]:
             if tok.encode() in data]
 
 
+def report_lines(batch: Batch, student: str) -> list[str]:
+    """The lines of the instructor's report about ``student`` (its score and each failed
+    test with its tag), so that a failed check shows what the instructor would read."""
+    report = batch.course / "reports" / batch.subs[0].assignment / "report.md"
+    if not report.exists():
+        return ["(no report)"]
+    lines, mine = [], False
+    for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith(" "):
+            mine = line.startswith(f"{student}:")
+        if mine:
+            lines.append(line.strip())
+    return lines or ["(not in the report)"]
+
+
 def check_student(batch: Batch, sub: Sub, full: float) -> list[str]:
     problems = []
     score = batch.scores.get(sub.name, 0.0)
     if sub.honest and score != full:
-        problems.append(f"honest submission scored {score}/{full}")
+        problems.append(f"honest submission scored {score}/{full}; its report says: "
+                        + " | ".join(report_lines(batch, sub.name)))
     if not sub.honest and score > 0:
         problems.append(f"attack scored {score}/{full} (the stub scores 0)")
     for p in student_files(batch, sub):
