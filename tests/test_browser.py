@@ -13,6 +13,7 @@ widget manager and respond with no kernel. A screenshot of each page is kept in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -114,14 +115,20 @@ class PageLog:
 def open_page(context: object, server: str, docname: str) -> tuple[object, PageLog]:
     page = context.new_page()
     log = PageLog(page, server)
-    page.goto(f"{server}/{docname}.html", wait_until="load")
-    page.wait_for_load_state("networkidle", timeout=90_000)  # a busy shared machine
+    page.goto(f"{server}/{docname}.html", wait_until="load", timeout=120_000)
+    # "networkidle" (no request for 0.5 s) is a hint, not a condition: on a busy machine it
+    # may not come in time. The conditions that matter are waited for below, and a request
+    # that fails is in the log whatever the wait.
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_load_state("networkidle", timeout=60_000)
     # MathJax (only on pages with math) typesets asynchronously; wait for it to finish.
     page.evaluate("async () => { if (window.MathJax && MathJax.startup)"
                   " await MathJax.startup.promise; }")
     # Widgets rendered by the vendored html-manager appear after it loads.
     if page.locator("script[type='application/vnd.jupyter.widget-view+json']").count():
-        page.wait_for_selector(".jupyter-widgets", timeout=30_000)
+        page.wait_for_selector(".jupyter-widgets", timeout=90_000)
     # A font is fetched only once a glyph needs it, which may be after the checks; fetch every
     # font the page's styles declare now, so that a wrong font address fails every time.
     page.evaluate("async () => { await Promise.allSettled([...document.fonts].map(f => f.load()));"
