@@ -55,10 +55,11 @@ BOOK_READERS = {
 GROUP_SECONDS: dict[str, float] = {
     # seconds of worker time in a full run on a busy 2-core machine (2679 s wall, before the
     # groups worked), less the second build of each module fixture; only their order matters
-    "book": 820, "test_assignments": 500, "test_grading_pipeline": 490, "test_cli": 300,
+    "book": 650, "test_assignments": 500, "test_grading_pipeline": 490, "test_cli": 300,
     "redteam_ps1": 290, "test_cluster": 225, "test_redteam_verdicts": 200,
-    "test_redteam_ps56": 147, "redteam_ps3": 142, "test_redteam_runtime": 136,
-    "test_canvas": 78, "test_wheel": 54, "test_sandbox": 30, "test_initialisation": 24,
+    "jupyterlab": 171, "redteam_ps3": 142, "test_redteam_runtime": 136, "redteam_ps5": 80,
+    "test_canvas": 78, "redteam_ps6": 70, "test_wheel": 54, "test_sandbox": 30,
+    "test_initialisation": 24,
 }
 """Cost of each xdist group: the longest start first."""
 

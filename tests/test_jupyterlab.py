@@ -42,7 +42,7 @@ try:  # tests/ is on sys.path under pytest's default import mode
 except ImportError:  # tests/ made a package
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("book")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyterlab")]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

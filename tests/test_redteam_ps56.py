@@ -26,6 +26,8 @@ import mutation
 import pytest
 
 pytestmark = pytest.mark.grading
+ON_PS5 = pytest.mark.xdist_group("redteam_ps5")  # each class is graded once, on one worker
+ON_PS6 = pytest.mark.xdist_group("redteam_ps6")
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
@@ -250,11 +252,13 @@ def ps5_class(tmp_path_factory) -> dict:
     return grade(tmp_path_factory.mktemp("ps5_class"), "ps5", PS5)
 
 
+@ON_PS5
 @pytest.mark.parametrize("sub", PS5, ids=[s.name for s in PS5])
 def test_ps5_scores_as_the_same_code_scores_here(ps5_class, sub):
     assert_scored(ps5_class, "ps5", sub, 14.0)
 
 
+@ON_PS5
 @pytest.mark.parametrize("sub", [s for s in PS5 if s.tags], ids=[s.name for s in PS5 if s.tags])
 def test_ps5_names_the_mistake(ps5_class, sub):
     assert_named(ps5_class, sub)
@@ -325,16 +329,19 @@ def ps6_class(tmp_path_factory) -> dict:
     return grade(tmp_path_factory.mktemp("ps6_class"), "ps6", PS6)
 
 
+@ON_PS6
 @pytest.mark.parametrize("sub", PS6, ids=[s.name for s in PS6])
 def test_ps6_scores_as_the_same_code_scores_here(ps6_class, sub):
     assert_scored(ps6_class, "ps6", sub, 12.0)   # the written answer's 2 points: by hand
 
 
+@ON_PS6
 @pytest.mark.parametrize("sub", [s for s in PS6 if s.tags], ids=[s.name for s in PS6 if s.tags])
 def test_ps6_names_the_mistake(ps6_class, sub):
     assert_named(ps6_class, sub)
 
 
+@ON_PS6
 def test_ps6_leaves_the_written_answer_to_the_formgrader(ps6_class):
     block = "\n".join(report_lines(ps6_class["report"], "solution"))
     assert "to grade by hand in the formgrader: kink_answer" in block, block
