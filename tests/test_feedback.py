@@ -386,26 +386,63 @@ def test_training_with_misshapen_parameters_names_the_shape(digits, W, b):
     assert info.value.tag == "shape"
 
 
+def _train_correctly(X_train, y_train, seed=0, gradients=None):
+    from course_pkg.checks import matrix_form
+
+    gradients = gradients or as_student(matrix_form.gradients)
+    rng = np.random.default_rng(seed)
+    W = {1: rng.normal(0, 1 / 8, (64, 64)), 2: rng.normal(0, 1 / 8, (10, 64))}
+    b = {1: np.zeros(64), 2: np.zeros(10)}
+    for _ in range(30):
+        order = rng.permutation(len(y_train))
+        for start in range(0, len(order), 32):
+            rows = order[start:start + 32]
+            dW, db = gradients(W, b, X_train[rows], y_train[rows], "cross_entropy")
+            for l in W:
+                W[l] -= 0.2 * dW[l]
+                b[l] -= 0.2 * db[l]
+    return W, b
+
+
 def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
     from course_pkg.checks import matrix_form
 
-    check_training, gradients = matrix_form.check_training, as_student(matrix_form.gradients)
+    gradients = as_student(matrix_form.gradients)  # made before the check switches it off
+    assert matrix_form.check_training(
+        lambda X, y, seed=0: _train_correctly(X, y, seed, gradients), digits) >= 0.9
 
-    def train_digits(X_train, y_train, seed=0):
-        rng = np.random.default_rng(seed)
-        W = {1: rng.normal(0, 1 / 8, (64, 64)), 2: rng.normal(0, 1 / 8, (10, 64))}
-        b = {1: np.zeros(64), 2: np.zeros(10)}
-        for _ in range(30):
-            order = rng.permutation(len(y_train))
-            for start in range(0, len(order), 32):
-                rows = order[start:start + 32]
-                dW, db = gradients(W, b, X_train[rows], y_train[rows], "cross_entropy")
-                for l in W:
-                    W[l] -= 0.2 * dW[l]
-                    b[l] -= 0.2 * db[l]
-        return W, b
 
-    assert check_training(train_digits, digits) >= 0.9
+def test_one_unlucky_seed_is_not_a_failure(digits):
+    """One run of SGD is a draw (the solution's own training ends short of 90% from about 3.5%
+    of seeds): the check trains again from the next seeds before it says the accuracy is short,
+    and a network that reaches the target from the last of them passes."""
+    from course_pkg.checks.matrix_form import TRAINING_SEEDS, check_training
+
+    trained = _train_correctly(digits[0], digits[2])
+    seen = []
+
+    def unlucky(X_train, y_train, seed=0):
+        seen.append(seed)
+        return trained if len(seen) == TRAINING_SEEDS else _untrained(X_train, y_train, seed)
+
+    assert check_training(unlucky, digits, seed=7) >= 0.9
+    assert seen == list(range(7, 7 + TRAINING_SEEDS))
+
+
+def test_a_network_short_of_the_target_from_every_seed_is_too_inaccurate(digits):
+    from course_pkg.checks.matrix_form import TRAINING_SEEDS, check_training
+
+    seen = []
+
+    def never(X_train, y_train, seed=0):
+        seen.append(seed)
+        return _untrained(X_train, y_train, seed)
+
+    with pytest.raises(Feedback) as info:
+        check_training(never, digits, seed=7)
+    assert info.value.tag == "too inaccurate"
+    assert seen == list(range(7, 7 + TRAINING_SEEDS))
+    assert f"of {TRAINING_SEEDS} trainings (seeds 7 to {6 + TRAINING_SEEDS})" in str(info.value)
 
 
 def test_tags_can_be_counted_from_any_text():

@@ -28,6 +28,12 @@ FORBIDDEN = (losses.output_delta, losses.softmax_cross_entropy_delta, *backward_
 WITHHELD = withheld(*FORBIDDEN, *reference_functions())
 TRAINING_TIME_S = 20.0
 TARGET_ACCURACY = 0.90
+TRAINING_SEEDS = 3
+"""Trainings, from the seeds ``seed, seed + 1, ...``, before the check says that the accuracy
+falls short. One run of SGD is a draw: the solution's own training (15 epochs, step 0.2) ends
+below 90% from about 3.5% of seeds (7 of 200 grading-time draws, lowest 82%), while other seeds
+on the same data reach about 96%. A correct network fails all three with a chance of about
+4 in 100,000; one that cannot train fails every seed."""
 
 
 OUTPUT_CHAPTER = "book/output_and_saturation.md"
@@ -378,19 +384,13 @@ def network_from(W: Any, b: Any) -> Network:
 def check_training(student: Callable[..., tuple], data: tuple, seed: int = 0) -> float:
     """Train with the student's ``train_digits(X_train, y_train, seed)`` and score it.
 
-    Fails with ``too slow`` beyond 20 s and ``too inaccurate`` below 90% test accuracy;
-    returns the test accuracy.
+    Fails with ``too slow`` beyond 20 s a training, and with ``too inaccurate`` (or
+    ``diverged``) when none of :data:`TRAINING_SEEDS` trainings, from ``seed`` on, reaches 90%
+    test accuracy; returns the test accuracy of the first training that does.
     """
     __tracebackhide__ = True
-    X_train, X_test, y_train, y_test = data
     try:
-        W, b = timed(student, (X_train, y_train, seed), TRAINING, TRAINING_TIME_S)
-        score = accuracy(network_from(W, b), X_test, y_test)
-        if not score >= TARGET_ACCURACY:
-            raise Feedback("too inaccurate", TRAINING,
-                           f"The test accuracy is {score:.1%}; at least "
-                           f"{TARGET_ACCURACY:.0%} is needed. Check your gradients first, "
-                           f"then the learning rate and the number of epochs.")
+        return _train_and_score(student, data, seed)
     except Feedback as err:
         if err.tag not in ("too inaccurate", "diverged"):
             raise
@@ -398,7 +398,31 @@ def check_training(student: Callable[..., tuple], data: tuple, seed: int = 0) ->
         if first is None:
             raise
         raise first from None
-    return score
+
+
+def _train_and_score(student: Callable[..., tuple], data: tuple, seed: int) -> float:
+    """The first test accuracy of at least 90% among the trainings from seeds ``seed``, ``seed
+    + 1``, ...; the last failure's :class:`Feedback` when none reaches it."""
+    __tracebackhide__ = True
+    X_train, X_test, y_train, y_test = data
+    scores: list[float] = []
+    for attempt in range(TRAINING_SEEDS):
+        W, b = timed(student, (X_train, y_train, seed + attempt), TRAINING, TRAINING_TIME_S)
+        try:
+            score = accuracy(network_from(W, b), X_test, y_test)
+        except Feedback as err:
+            if err.tag != "diverged" or attempt == TRAINING_SEEDS - 1:
+                raise
+            continue
+        if score >= TARGET_ACCURACY:
+            return score
+        scores.append(score)
+    best = max(scores, default=float("nan"))
+    raise Feedback("too inaccurate", TRAINING,
+                   f"The best test accuracy of {TRAINING_SEEDS} trainings (seeds {seed} to "
+                   f"{seed + TRAINING_SEEDS - 1}) is {best:.1%}; at least "
+                   f"{TARGET_ACCURACY:.0%} is needed. Check your gradients first, then the "
+                   "learning rate and the number of epochs.")
 
 
 def training_helper_steps() -> list[tuple[Exercise, str, tuple]]:
