@@ -404,6 +404,13 @@ def _train_correctly(X_train, y_train, seed=0, gradients=None):
     return W, b
 
 
+def _two_classes_swapped(W, b):
+    """A trained network whose outputs for digits 0 and 1 are swapped: it has learned, yet
+    falls short of 90% (about 76%)."""
+    swap = [1, 0, *range(2, 10)]
+    return {**W, 2: W[2][swap]}, {**b, 2: b[2][swap]}
+
+
 def test_training_with_a_correct_backward_pass_reaches_the_target(digits):
     from course_pkg.checks import matrix_form
 
@@ -419,30 +426,37 @@ def test_one_unlucky_seed_is_not_a_failure(digits):
     from course_pkg.checks.matrix_form import TRAINING_SEEDS, check_training
 
     trained = _train_correctly(digits[0], digits[2])
+    short = _two_classes_swapped(*trained)
     seen = []
 
     def unlucky(X_train, y_train, seed=0):
         seen.append(seed)
-        return trained if len(seen) == TRAINING_SEEDS else _untrained(X_train, y_train, seed)
+        return trained if len(seen) == TRAINING_SEEDS else short
 
     assert check_training(unlucky, digits, seed=7) >= 0.9
     assert seen == list(range(7, 7 + TRAINING_SEEDS))
 
 
 def test_a_network_short_of_the_target_from_every_seed_is_too_inaccurate(digits):
+    """A network that learns (two of its ten classes swapped: about 76%) but falls short is
+    trained from each of the seeds; one that does not learn at all (about 10%) only once."""
     from course_pkg.checks.matrix_form import TRAINING_SEEDS, check_training
 
-    seen = []
+    short = _two_classes_swapped(*_train_correctly(digits[0], digits[2]))
+    for network, runs in ((short, TRAINING_SEEDS), (None, 1)):
+        seen = []
 
-    def never(X_train, y_train, seed=0):
-        seen.append(seed)
-        return _untrained(X_train, y_train, seed)
+        def short(X_train, y_train, seed=0, network=network, seen=seen):
+            seen.append(seed)
+            return network or _untrained(X_train, y_train, seed)
 
-    with pytest.raises(Feedback) as info:
-        check_training(never, digits, seed=7)
-    assert info.value.tag == "too inaccurate"
-    assert seen == list(range(7, 7 + TRAINING_SEEDS))
-    assert f"of {TRAINING_SEEDS} trainings (seeds 7 to {6 + TRAINING_SEEDS})" in str(info.value)
+        with pytest.raises(Feedback) as info:
+            check_training(short, digits, seed=7)
+        assert info.value.tag == "too inaccurate"
+        assert seen == list(range(7, 7 + runs))
+        said = (f"of {runs} trainings (seeds 7 to {6 + runs})" if runs > 1 else
+                "of the training from seed 7")
+        assert said in " ".join(str(info.value).split()), str(info.value)
 
 
 def test_tags_can_be_counted_from_any_text():

@@ -33,7 +33,11 @@ TRAINING_SEEDS = 3
 falls short. One run of SGD is a draw: the solution's own training (15 epochs, step 0.2) ends
 below 90% from about 3.5% of seeds (7 of 200 grading-time draws, lowest 82%), while other seeds
 on the same data reach about 96%. A correct network fails all three with a chance of about
-4 in 100,000; one that cannot train fails every seed."""
+4 in 100,000."""
+LEARNING_ACCURACY = 0.70
+"""A run below this did not learn (a wrong gradient, a loop that never steps): it is not a
+draw of SGD, and the check does not train again. Ten classes guessed give 10%; the unlucky runs
+of a correct network measured above all reached 82%."""
 
 
 OUTPUT_CHAPTER = "book/output_and_saturation.md"
@@ -384,9 +388,10 @@ def network_from(W: Any, b: Any) -> Network:
 def check_training(student: Callable[..., tuple], data: tuple, seed: int = 0) -> float:
     """Train with the student's ``train_digits(X_train, y_train, seed)`` and score it.
 
-    Fails with ``too slow`` beyond 20 s a training, and with ``too inaccurate`` (or
-    ``diverged``) when none of :data:`TRAINING_SEEDS` trainings, from ``seed`` on, reaches 90%
-    test accuracy; returns the test accuracy of the first training that does.
+    Fails with ``too slow`` beyond 20 s a training, ``diverged`` on NaN or inf weights, and
+    ``too inaccurate`` when no training reaches 90% test accuracy: a run that learned (at least
+    :data:`LEARNING_ACCURACY`) but fell short is tried again from the next seed, up to
+    :data:`TRAINING_SEEDS` runs. Returns the test accuracy of the first training that passes.
     """
     __tracebackhide__ = True
     try:
@@ -402,25 +407,22 @@ def check_training(student: Callable[..., tuple], data: tuple, seed: int = 0) ->
 
 def _train_and_score(student: Callable[..., tuple], data: tuple, seed: int) -> float:
     """The first test accuracy of at least 90% among the trainings from seeds ``seed``, ``seed
-    + 1``, ...; the last failure's :class:`Feedback` when none reaches it."""
+    + 1``, ... (see :func:`check_training`)."""
     __tracebackhide__ = True
     X_train, X_test, y_train, y_test = data
     scores: list[float] = []
     for attempt in range(TRAINING_SEEDS):
         W, b = timed(student, (X_train, y_train, seed + attempt), TRAINING, TRAINING_TIME_S)
-        try:
-            score = accuracy(network_from(W, b), X_test, y_test)
-        except Feedback as err:
-            if err.tag != "diverged" or attempt == TRAINING_SEEDS - 1:
-                raise
-            continue
+        score = accuracy(network_from(W, b), X_test, y_test)
         if score >= TARGET_ACCURACY:
             return score
         scores.append(score)
-    best = max(scores, default=float("nan"))
+        if score < LEARNING_ACCURACY:
+            break
+    runs = (f"{len(scores)} trainings (seeds {seed} to {seed + len(scores) - 1})"
+            if len(scores) > 1 else f"the training from seed {seed}")
     raise Feedback("too inaccurate", TRAINING,
-                   f"The best test accuracy of {TRAINING_SEEDS} trainings (seeds {seed} to "
-                   f"{seed + TRAINING_SEEDS - 1}) is {best:.1%}; at least "
+                   f"The best test accuracy of {runs} is {max(scores):.1%}; at least "
                    f"{TARGET_ACCURACY:.0%} is needed. Check your gradients first, then the "
                    "learning rate and the number of epochs.")
 
