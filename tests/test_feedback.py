@@ -1141,3 +1141,26 @@ def test_validate_and_the_grader_say_the_same_when_a_helper_delegates_to_the_che
                                         seed=1)
     assert local.value.tag == graded.value.tag == "used course_pkg"
     assert str(local.value) == str(graded.value)
+
+
+def test_the_answers_to_switch_off_follow_what_the_checks_modules_hold(monkeypatch):
+    """answer_functions reuses its last walk only while no checks module changed: a function
+    added to one is switched off from then on, and one removed no longer is."""
+    import sys
+
+    from course_pkg.checks import guard, matrix_form
+
+    before = guard.answer_functions()
+    assert guard.answer_functions() == before
+
+    def extra():
+        return None
+
+    extra.__module__ = matrix_form.__name__
+    monkeypatch.setattr(matrix_form, "extra", extra, raising=False)
+    assert extra in guard.answer_functions()
+    monkeypatch.delattr(matrix_form, "extra")
+    assert extra not in guard.answer_functions()
+    assert guard.answer_functions() == before
+    monkeypatch.setitem(sys.modules, "course_pkg.checks.invented", None)
+    assert guard.answer_functions() == before  # a new module is walked (here: none to walk)

@@ -98,7 +98,8 @@ def within_budget(student: Callable[..., Any], args: tuple, forward: Callable[[]
     if parameters < MIN_PARAMETERS:
         raise ValueError(f"a cost check needs at least {MIN_PARAMETERS} parameters, got "
                          f"{parameters}")
-    budget = ALLOWANCE_S + FORWARD_PASSES * forward_seconds(forward)
+    forward_time = engine_seconds(("forward", exercise.title, parameters), forward, REPEATS)
+    budget = ALLOWANCE_S + FORWARD_PASSES * forward_time
     return _within(student, args, exercise, budget, lambda spent, what: (
         f"On a network of {parameters} weights it took {spent:.1f} s{what}, more than "
         f"{FORWARD_PASSES} forward passes of that network ({budget:.2f} s): "
@@ -173,16 +174,18 @@ def check_node_update_cost(student: Callable[..., list], seed: int = 0) -> None:
 
 
 _ENGINE_SECONDS: dict[tuple, float] = {}
-"""Per process: the CPU seconds of the checks' own engine on each cost case already timed."""
+"""Per process: the CPU seconds of the checks' own forward pass or engine on each cost case
+already timed."""
 
 
-def engine_seconds(case: tuple, run: Callable[[], Any]) -> float:
-    """The CPU time of ``run()``, the checks' engine on ``case``, timed once per process (a
-    grading worker times it for its first submission only), as the best of
-    :data:`ENGINE_REPEATS` runs: noise only lengthens a run, and a lengthened reference would
-    let a quadratic answer through on one grading and not on the next."""
+def engine_seconds(case: tuple, run: Callable[[], Any], repeats: int = ENGINE_REPEATS
+                   ) -> float:
+    """The CPU time of ``run()`` (the checks' own forward pass or engine on the network or
+    graph ``case``), timed once per process (a grading worker times it for its first
+    submission only), as the best of ``repeats`` runs: noise only lengthens a run, and a
+    lengthened reference would let a slow answer through on one grading and not on the next."""
     if case not in _ENGINE_SECONDS:
-        _ENGINE_SECONDS[case] = forward_seconds(run, repeats=ENGINE_REPEATS)
+        _ENGINE_SECONDS[case] = forward_seconds(run, repeats=repeats)
     return _ENGINE_SECONDS[case]
 
 
