@@ -69,6 +69,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_grading.py
 	$(BIN)/python benchmarks/bench_cluster.py
 	$(BIN)/python benchmarks/bench_latency.py
+	$(BIN)/python benchmarks/bench_training_draws.py
 
 clean:
 	rm -rf _build .pytest_cache
