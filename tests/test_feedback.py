@@ -1164,3 +1164,25 @@ def test_the_answers_to_switch_off_follow_what_the_checks_modules_hold(monkeypat
     assert guard.answer_functions() == before
     monkeypatch.setitem(sys.modules, "course_pkg.checks.invented", None)
     assert guard.answer_functions() == before  # a new module is walked (here: none to walk)
+
+
+def test_a_timed_call_is_not_charged_for_collecting_older_objects():
+    """A cost check times the student's call (and its own reference) with every object alive
+    before it frozen: in a long-lived process, a full collection set off by the call walks the
+    whole heap, which cost more than the whole ps5 budget in a full test run. After the call
+    nothing stays frozen."""
+    import gc
+    import time
+
+    from course_pkg.checks import tanh_two_layer as tanh_checks
+    from course_pkg.checks.cost import forward_seconds
+    from course_pkg.checks.feedback import clocked
+
+    alive = len(gc.get_objects())
+    seen = []
+    answer, spent = clocked(lambda: seen.append(gc.get_freeze_count()) or 1, (),
+                            tanh_checks.GRADIENTS, time.process_time)
+    assert answer == 1 and spent >= 0.0
+    forward_seconds(lambda: seen.append(gc.get_freeze_count()), repeats=2)
+    assert len(seen) == 3 and all(count >= alive // 2 for count in seen), (seen, alive)
+    assert gc.get_freeze_count() == 0

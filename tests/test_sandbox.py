@@ -370,3 +370,14 @@ def test_runtime_state_refuses_links_and_what_another_user_owns(tmp_path, monkey
     (tmp_path / "xdg").mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
     assert identity.runtime_dir() == tmp_path / "xdg" / "course-grading"
+
+
+def test_a_call_runs_with_the_kernels_older_objects_frozen(kernel):
+    """The grader times calls in the sandbox by its CPU time: a full garbage collection of the
+    notebook's objects, set off by whatever the call allocates, is not the call's cost. The
+    kernel's objects are frozen while a call runs, and only then."""
+    run(kernel, "import gc\ndef frozen():\n    return gc.get_freeze_count()")
+    reply = kernel.request({"op": "call", "name": "frozen", "args": [],
+                            "kwargs": wire.encode({}), "timeout": 5}, 10)
+    assert reply["ok"] and wire.decode(reply["value"]) > 10_000
+    assert run(kernel, "print(gc.get_freeze_count())").strip() == "0"

@@ -14,7 +14,9 @@ that network plus :data:`ALLOWANCE_S` for the call itself (moving the arrays, a 
 warm-up). A forward pass is timed here, on the same machine, as the best of a few runs; the
 student's call is timed with the function's own ``clock`` when it has one (in the grader: the
 grading sandbox's CPU seconds, as the operating system counts them, which a busy neighbour does
-not inflate), else with this process's CPU time.
+not inflate), else with this process's CPU time. Both are timed with the objects that were alive
+before frozen (:func:`course_pkg.checks.feedback.heap_frozen`): a full garbage collection of a
+long-lived process's heap can cost more than the whole budget, and it is not the call's cost.
 
 For P = 10^5 and a forward pass of a tenth of a millisecond or more, differencing costs at least
 ten seconds: far past the budget, whatever the machine. Where an exercise has one parameter
@@ -53,7 +55,7 @@ from course_pkg.checks import matrix_form
 from course_pkg.checks import node_delta as node_checks
 from course_pkg.checks import reverse_mode as engine_checks
 from course_pkg.checks import tanh_two_layer as tanh_checks
-from course_pkg.checks.feedback import Exercise, Feedback, clocked, diagnose
+from course_pkg.checks.feedback import Exercise, Feedback, clocked, diagnose, heap_frozen
 from course_pkg.helpers import softmax
 
 MIN_PARAMETERS = 100_000
@@ -79,9 +81,10 @@ def forward_seconds(forward: Callable[[], Any], repeats: int = REPEATS) -> float
     """The CPU time of one ``forward()`` in this process: the best of ``repeats`` runs."""
     best = float("inf")
     for _ in range(repeats):
-        start = time.process_time()
-        forward()
-        best = min(best, time.process_time() - start)
+        with heap_frozen():
+            start = time.process_time()
+            forward()
+            best = min(best, time.process_time() - start)
     return best
 
 
@@ -183,7 +186,9 @@ def engine_seconds(case: tuple, run: Callable[[], Any], repeats: int = ENGINE_RE
     """The CPU time of ``run()`` (the checks' own forward pass or engine on the network or
     graph ``case``), timed once per process (a grading worker times it for its first
     submission only), as the best of ``repeats`` runs: noise only lengthens a run, and a
-    lengthened reference would let a slow answer through on one grading and not on the next."""
+    lengthened reference would let a slow answer through on one grading and not on the next.
+    Like the student's call, each run is timed with the older heap frozen, so that neither is
+    charged for a full collection of objects it did not make."""
     if case not in _ENGINE_SECONDS:
         _ENGINE_SECONDS[case] = forward_seconds(run, repeats=repeats)
     return _ENGINE_SECONDS[case]

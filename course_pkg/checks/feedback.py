@@ -22,10 +22,12 @@ student's own function raised, its traceback (the student's frames) comes first.
 
 from __future__ import annotations
 
+import gc
 import re
 import textwrap
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,16 +285,38 @@ def first_wrong_helper(student: Callable[..., Any], owner: Exercise,
     return None
 
 
+@contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Run the body with every object alive before it out of the garbage collector's sight
+    (:func:`gc.freeze`), and give them back after.
+
+    A call that allocates may set off a full collection, and a full collection walks every
+    object of the process: in a test process that has lived through a long suite, or a kernel
+    that has run a whole notebook, that is tenths of a second which the call itself did not
+    cost. Frozen, the objects that were already there are not walked, so a timed call is
+    charged for its own objects only, wherever it runs.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def clocked(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
             fallback: Callable[[], float]) -> tuple[Any, float]:
     """:func:`call` and the seconds it took: on the student's function's own ``clock`` where it
     has one (the grader's handle on a function in the sandbox counts the sandbox's CPU time,
-    which a busy neighbour cannot inflate), else on ``fallback``."""
+    which a busy neighbour cannot inflate), else on ``fallback``. The heap that was alive
+    before the call is frozen while it runs (:func:`heap_frozen`); the grader's kernel freezes
+    its own heap for a call in the sandbox."""
     __tracebackhide__ = True
     clock = getattr(student, "clock", fallback)
-    start = clock()
-    answer = call(student, args, exercise)
-    return answer, clock() - start
+    with heap_frozen():
+        start = clock()
+        answer = call(student, args, exercise)
+        spent = clock() - start
+    return answer, spent
 
 
 def timed(student: Callable[..., Any], args: Iterable[Any], exercise: Exercise,
