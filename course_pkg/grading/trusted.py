@@ -107,8 +107,9 @@ class RemoteFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         timeout = self.kernel.limits.cell_timeout
         reply = self.kernel.request({"op": "call", "name": self.__name__,
-                                     "args": wire.encode(list(args)),
-                                     "kwargs": wire.encode(kwargs), "timeout": timeout},
+                                     "args": wire.encode(list(args), raw=True),
+                                     "kwargs": wire.encode(kwargs, raw=True),
+                                     "timeout": timeout},
                                     timeout + 5)
         printed = reply.get("printed")
         if isinstance(printed, str) and printed and sum(map(len, self.printed)) < MAX_PRINTED:

@@ -135,7 +135,7 @@ class Kernel:
         if callable(value):
             return {"kind": "callable"}
         try:
-            return {"kind": "value", "value": wire.encode(value)}
+            return {"kind": "value", "value": wire.encode(value, raw=True)}
         except wire.WireError as err:
             return {"kind": "unsendable", "why": str(err)}
 
@@ -150,7 +150,7 @@ class Kernel:
             try:
                 with _time_limit(timeout), _heap_frozen():
                     value = function(*_arguments(args), **_arguments(kwargs))
-                reply = {"ok": True, "value": wire.encode(value)}
+                reply = {"ok": True, "value": wire.encode(value, raw=True)}
             except wire.WireError as err:
                 reply = {"ok": False, "ename": "TypeError", "evalue": f"it returned {err}"}
             except BaseException as err:  # noqa: BLE001 - everything goes back as data
