@@ -80,3 +80,16 @@ def test_a_plain_frame_is_still_read(pipe):
     text = json.dumps({"ok": True, "value": wire.encode(np.arange(3.0))}).encode()
     os.write(write_fd, struct.pack(">Q", len(text)) + text)
     assert wire.decode(wire.receive(read_fd, 2**20)["value"]).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_raw_frame_of_countless_objects_is_refused_before_parsing(pipe):
+    read_fd, write_fd = pipe
+    text = b'{"v": [' + b",".join([b"{}"] * (2 * wire.MAX_ITEMS + 1)) + b"]}"
+    import threading
+
+    writer = threading.Thread(target=os.write, args=(
+        write_fd, struct.pack(">QQ", len(text) | wire.RAW, 8) + text + b"x" * 8))
+    writer.start()
+    with pytest.raises(wire.WireError, match="too many objects"):
+        wire.receive(read_fd, 2**24)
+    writer.join()

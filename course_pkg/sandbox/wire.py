@@ -250,6 +250,8 @@ def receive(fd: int, max_bytes: int, deadline: float | None = None) -> dict[str,
                         f"{max_bytes}")
     text = _read_exactly(fd, length, deadline)
     raw = memoryview(_read_exactly(fd, raw_length, deadline))
+    if raw_length and text.count(b"{") > 2 * MAX_ITEMS:  # the hook below runs per object
+        raise WireError("a frame with raw data and too many objects")
     try:
         message = json.loads(text, object_pairs_hook=_frame_arrays(raw) if raw_length else None)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
