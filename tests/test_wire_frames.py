@@ -93,3 +93,21 @@ def test_a_raw_frame_of_countless_objects_is_refused_before_parsing(pipe):
     with pytest.raises(wire.WireError, match="too many objects"):
         wire.receive(read_fd, 2**24)
     writer.join()
+
+
+def test_a_forged_array_that_is_never_decoded_stays_plain_data(pipe):
+    """A cell's reply is not decoded: an ``__array__`` forged into its outputs must still
+    be JSON for the pages and the gradebook, and copy and pickle as a plain list."""
+    import copy
+    import pickle
+
+    read_fd, write_fd = pipe
+    hostile(write_fd, ["float64", [4], [8, 32], False], b"x" * 16)
+    reply = wire.receive(read_fd, 2**20)
+    body = reply["v"]["__array__"]
+    assert json.loads(json.dumps(reply)) == {"v": {"__array__": ["float64", [4], [8, 32],
+                                                                False]}}
+    for twin in (copy.deepcopy(body), pickle.loads(pickle.dumps(body))):
+        assert type(twin) is list and twin == body
+    with pytest.raises(wire.WireError, match="outside its frame"):
+        wire.decode(reply["v"])

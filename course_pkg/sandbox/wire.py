@@ -160,17 +160,24 @@ def _decode_array(body: Any) -> Any:
     return array[()] if scalar is True and array.ndim == 0 else array
 
 
-class _FrameArray:
+class _FrameArray(list):
     """The body of an ``__array__`` whose data is ``[offset, nbytes]`` of a received frame's raw
-    data; :meth:`array` checks it as :func:`_decode_array` checks base64 data."""
+    data; :meth:`array` checks it as :func:`_decode_array` checks base64 data.
 
-    __slots__ = ("body", "raw")
+    It is the body's own list, so that a reply that is never decoded (a forged array in a
+    cell's outputs) stays plain data: JSON, copies and pickles see the list alone."""
 
-    def __init__(self, body: list[Any], raw: memoryview) -> None:
-        self.body, self.raw = body, raw
+    __slots__ = ("raw",)
+
+    def __init__(self, body: list[Any], raw: bytearray) -> None:
+        super().__init__(body)
+        self.raw = raw
+
+    def __reduce__(self) -> tuple:
+        return list, (list(self),)
 
     def array(self) -> Any:
-        dtype, shape, (offset, nbytes), scalar = self.body
+        dtype, shape, (offset, nbytes), scalar = self
         if len(shape) > MAX_DEPTH or not all(isinstance(s, int) and 0 <= s for s in shape):
             raise WireError("a malformed array shape")
         if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset
@@ -178,12 +185,13 @@ class _FrameArray:
             raise WireError("an array whose data lies outside its frame")
         if nbytes != math.prod(shape) * np.dtype(dtype).itemsize:
             raise WireError("an array whose data does not match its shape")
-        array = np.frombuffer(self.raw[offset:offset + nbytes], dtype=dtype).reshape(shape)
+        array = np.frombuffer(memoryview(self.raw)[offset:offset + nbytes],
+                              dtype=dtype).reshape(shape)
         array = array.copy()  # its own memory, writable, not the frame's
         return array[()] if scalar is True and array.ndim == 0 else array
 
 
-def _frame_arrays(raw: memoryview) -> Any:
+def _frame_arrays(raw: bytearray) -> Any:
     """A ``json.loads`` hook: an ``__array__`` object whose data is ``[offset, nbytes]`` becomes
     a :class:`_FrameArray` of ``raw`` (for :func:`decode`); every other object is a dict, as
     ``json.loads`` makes it."""
@@ -249,7 +257,7 @@ def receive(fd: int, max_bytes: int, deadline: float | None = None) -> dict[str,
         raise WireError(f"a reply of {length + raw_length} bytes, over the limit of "
                         f"{max_bytes}")
     text = _read_exactly(fd, length, deadline)
-    raw = memoryview(_read_exactly(fd, raw_length, deadline))
+    raw = _read_exactly(fd, raw_length, deadline)
     if raw_length and text.count(b"{") > 2 * MAX_ITEMS:  # the hook below runs per object
         raise WireError("a frame with raw data and too many objects")
     try:
