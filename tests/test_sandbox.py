@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_pkg.grading.sandbox import KernelStopped, Limits, SandboxedKernel, bwrap_path
+from course_pkg.grading.sandbox import (
+    PACKAGE_DEST,
+    KernelStopped,
+    Limits,
+    SandboxedKernel,
+    bwrap_path,
+    editable_hooks,
+)
 from course_pkg.grading.untrusted import (
     UnsafeFile,
     clean_markdown,
@@ -135,6 +142,18 @@ def test_the_answers_are_withheld_and_the_helpers_are_not(kernel):
     assert run(kernel, "from course_pkg.helpers import softmax; print(softmax(np.zeros((2, 1)))"
                        ".ravel())") == "[0.5 0.5]\n"
     assert run(kernel, "print(cp.load_digits_split()[0].shape[1])") == "64\n"
+
+
+def test_the_kernel_imports_no_hook_of_the_instructors_checkout(kernel):
+    """An editable install's hook (``pip install -e``) is hidden in the sandbox: no finder for
+    the instructor's checkout is imported, and course_pkg is the withheld copy."""
+    for hook in editable_hooks():
+        assert run(kernel, f"try:\n    print(repr(open({hook!r}).read()))\n"
+                           "except OSError:\n    print('unreadable')") in ("''\n", "unreadable\n")
+    assert run(kernel, "import sys, course_pkg\n"
+                       "print([m for m in sys.modules if m.startswith('__editable__')])\n"
+                       "print(course_pkg.__file__)") == (
+        f"[]\n{PACKAGE_DEST}/course_pkg/__init__.py\n")
 
 
 def test_disk_memory_and_time_are_limited(kernel):
