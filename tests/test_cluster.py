@@ -236,3 +236,24 @@ def test_canvas_export_fills_the_roster_and_lists_who_does_not_match(local, loca
     bad = course_cli(graded, "export", "--format", "canvas", "--roster", str(roster),
                      "--match", "Email", "--to", str(upload), check=False)
     assert bad.returncode == 2 and "no column 'Email'" in bad.stderr
+
+
+def _parent_command() -> str:
+    return Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _loaded(names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in sys.modules]
+
+
+def test_the_embedded_workers_are_forked_from_a_server_that_imported_the_grader():
+    """Each worker is forked from one fork server that imported Dask, nbgrader and the grader,
+    instead of importing them itself (see ``cluster.FORKSERVER_PRELOAD``)."""
+    from course_pkg.grading.cluster import FORKSERVER_PRELOAD, connect
+
+    with connect(None, 2) as client:
+        parents = client.run(_parent_command)
+        loaded = client.run(_loaded, FORKSERVER_PRELOAD)
+    assert len(parents) == 2 and len(set(parents.values())) == 1, parents
+    assert all("forkserver" in command for command in parents.values()), parents
+    assert all(names == list(FORKSERVER_PRELOAD) for names in loaded.values()), loaded
