@@ -248,12 +248,35 @@ def _loaded(names: tuple[str, ...]) -> list[str]:
 
 def test_the_embedded_workers_are_forked_from_a_server_that_imported_the_grader():
     """Each worker is forked from one fork server that imported Dask, nbgrader and the grader,
-    instead of importing them itself (see ``cluster.FORKSERVER_PRELOAD``)."""
-    from course_pkg.grading.cluster import FORKSERVER_PRELOAD, connect
+    instead of importing them itself (see ``course_pkg.grading.forkserver``)."""
+    from course_pkg.grading.cluster import connect
+    from course_pkg.grading.forkserver import PRELOAD
 
     with connect(None, 2) as client:
         parents = client.run(_parent_command)
-        loaded = client.run(_loaded, FORKSERVER_PRELOAD)
+        loaded = client.run(_loaded, PRELOAD)
     assert len(parents) == 2 and len(set(parents.values())) == 1, parents
     assert all("forkserver" in command for command in parents.values()), parents
-    assert all(names == list(FORKSERVER_PRELOAD) for names in loaded.values()), loaded
+    assert all(names == list(PRELOAD) for names in loaded.values()), loaded
+
+
+def _environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in (
+        "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+        "PYTHONHASHSEED")}
+
+
+def test_the_forked_workers_have_the_environment_that_dask_gives_its_workers():
+    """A worker forked from the fork server has the environment that Dask's nanny gives a
+    worker it spawns: its ``pre-spawn-environ``, and one hash seed for all workers."""
+    import dask
+
+    from course_pkg.grading.cluster import connect
+
+    wanted = {k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()}
+    with connect(None, 2) as client:
+        found = list(client.run(_environment).values())
+    assert len(found) == 2 and found[0] == found[1], found
+    seed = found[0].pop("PYTHONHASHSEED")
+    assert seed is not None and seed != "0"
+    assert found[0] == wanted

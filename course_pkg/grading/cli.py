@@ -104,12 +104,17 @@ def cmd_collect(course: Course, args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(course: Course, args: argparse.Namespace) -> int:
+    _known(course, [args.assignment])
+    if args.scheduler is None and args.workers > 1 and (
+            len(args.student or course.students(args.assignment)) > 1):
+        from course_pkg.grading import forkserver
+
+        forkserver.start()  # the workers' imports, on the other core while this one reads
     from course_pkg.grading.pipeline import autograde
     from course_pkg.grading.progress import ProgressBar
     from course_pkg.grading.sandbox import Limits
     from course_pkg.grading.untrusted import one_line
 
-    _known(course, [args.assignment])
     timeout = args.cell_timeout or _configured_timeout(course)
     limits = Limits(cell_timeout=timeout, wall_seconds=args.wall_seconds,
                     memory_bytes=args.memory_mb * 2**20)

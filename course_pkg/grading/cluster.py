@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from course_pkg.grading import forkserver
 from course_pkg.grading.identity import private_folder
 from course_pkg.grading.task import grade
 
@@ -211,7 +212,7 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Any]:
             with client:
                 yield client
             return
-        _preload_forkserver()
+        forkserver.start()
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", scheduler_port=0, dashboard_address=":0",
                           worker_dashboard_address=":0", silence_logs=50,
@@ -219,24 +220,6 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Any]:
                           local_directory=str(private_folder("dask"))) as cluster, \
                 Client(cluster) as client:
             yield client
-
-
-FORKSERVER_PRELOAD = ("distributed", "course_pkg.grading.cluster", "course_pkg.grading.task",
-                      "course_pkg.grading.trusted", "nbgrader.apps", "nbgrader.converters",
-                      "nbgrader.preprocessors")
-"""What the embedded cluster's fork server imports once, for every worker forked from it."""
-
-
-def _preload_forkserver() -> None:
-    """The embedded cluster's workers are forked from a fork server that has imported Dask,
-    nbgrader and the grader (:data:`FORKSERVER_PRELOAD`): a worker spawned afresh spent about
-    1.3 s of CPU importing them, every batch, on the cores that grade. The fork server is a
-    clean process of its own (never the instructor's, which holds the gradebook and may be
-    grading), started with the first worker and kept for this process's later batches. Called
-    where the configuration asks for ``forkserver``, after Dask has set its own list once."""
-    from distributed.utils import get_mp_context
-
-    get_mp_context().set_forkserver_preload(list(FORKSERVER_PRELOAD))
 
 
 def grade_all(client: Any, job: dict[str, Any], submissions: list[dict[str, Any]],
