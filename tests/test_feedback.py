@@ -1166,6 +1166,37 @@ def test_the_answers_to_switch_off_follow_what_the_checks_modules_hold(monkeypat
     assert guard.answer_functions() == before  # a new module is walked (here: none to walk)
 
 
+def test_a_call_into_the_sandbox_neither_copies_nor_switches_references_off():
+    """The grader's handle on a function in the sandbox (``in_sandbox``) sends its arguments
+    over the wire, as copies, to a process whose course_pkg has no answers: ``call`` hands them
+    over as they are and leaves this process's references on. A function of this process still
+    gets copies, with the references off."""
+    from course_pkg import identity_sigmoid
+    from course_pkg.checks.identity_sigmoid import DE_DW
+
+    seen = []
+
+    class Handle:
+        in_sandbox = True
+
+        def __call__(self, w, x, y):
+            seen.append(x)
+            return identity_sigmoid.dE_dw(w, 1.0, y)
+
+    x = np.ones(3)
+    assert feedback.call(Handle(), [0.0, x, 1.0], DE_DW) == pytest.approx(-0.125)
+    assert seen[-1] is x
+
+    def local(w, x, y):
+        seen.append(x)
+        return identity_sigmoid.dE_dw(w, 1.0, y)
+
+    with pytest.raises(Feedback) as info:
+        feedback.call(local, [0.0, x, 1.0], DE_DW)
+    assert info.value.tag == "used course_pkg"
+    assert seen[-1] is not x and np.array_equal(seen[-1], x)
+
+
 def test_a_timed_call_is_not_charged_for_collecting_older_objects():
     """A cost check times the student's call (and its own reference) with every object alive
     before it frozen: in a long-lived process, a full collection set off by the call walks the

@@ -94,6 +94,9 @@ class RemoteFunction:
     """
 
     clock_name = " of CPU time in the grading sandbox"
+    in_sandbox = True
+    """It runs in the sandbox, on copies of its arguments, out of reach of this process (so
+    :func:`course_pkg.checks.feedback.call` neither copies them nor switches references off)."""
 
     def __init__(self, kernel: SandboxedKernel, name: str, printed: list[str],
                  answers: frozenset[str] = frozenset()) -> None:
