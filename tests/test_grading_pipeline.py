@@ -633,3 +633,15 @@ def test_only_real_folders_named_like_student_ids_are_students(tmp_path):
     (course / "submitted" / "linked").symlink_to(course / "elsewhere")
     assert Course(course).students("ps1") == ["alice", "bob.smith-2"]
     assert Course(course).invalid_folders("ps1") == ["=1+1", "_hidden", "eve\n"]
+
+
+def test_a_worker_with_another_course_pkg_refuses_as_a_grader_fault():
+    """A worker whose course_pkg is not the instructor's (another version's sources) grades
+    nothing: the task answers with a grader fault, which the next run grades again."""
+    from course_pkg.grading.task import grade
+    from course_pkg.grading.withheld import package_hash
+
+    answer = grade({"package_hash": "0" * 64}, {"student": "ada"})
+    assert answer["fault"].startswith("grader fault: the grading worker refused")
+    assert "differs from the instructor's" in answer["fault"] and not answer["success"]
+    assert package_hash() == package_hash() != "0" * 64

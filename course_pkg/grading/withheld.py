@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import compileall
 import copy
+import functools
 import hashlib
 import importlib
 import re
@@ -42,9 +43,11 @@ LEFT_OUT = ("grading", "checks", "widgets", "__pycache__")
 TRUSTED_PACKAGES = ("course_pkg.checks", "course_pkg.grading")
 
 
+@functools.cache
 def package_hash() -> str:
     """SHA-256 of course_pkg's sources: the same on the instructor's machine and every worker
-    that grades for it, or grades could differ."""
+    that grades for it, or grades could differ. Read once per process (each task compares it),
+    so it names the sources that the process loaded when it started to grade."""
     source = Path(course_pkg.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(source.rglob("*.py")):
