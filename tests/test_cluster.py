@@ -280,3 +280,49 @@ def test_the_forked_workers_have_the_environment_that_dask_gives_its_workers():
     seed = found[0].pop("PYTHONHASHSEED")
     assert seed is not None and seed != "0"
     assert found[0] == wanted
+
+
+def test_a_large_batch_waits_for_the_workers_and_a_small_one_is_graded_here_meanwhile(
+        monkeypatch):
+    """While the embedded cluster starts, a small batch is graded in the instructor's process
+    (its first results come as fast as a single one); a larger one waits for the workers, since
+    grading here slows their start (see ``cluster.HERE_WHILE_STARTING``)."""
+    import threading
+
+    from course_pkg.grading import cluster
+
+    here, there = [], []
+
+    class Starter:  # the cluster is up after the first submission graded here
+        def __init__(self, workers: int) -> None:
+            self.ready = threading.Event()
+
+        def count(self) -> int:
+            return 0
+
+        def client(self) -> str:
+            return "client"
+
+        def close(self) -> None:
+            pass
+
+    def grade_here(job, submission):
+        here.append(submission["student"])
+        Starter.last.ready.set()
+        return {"student": submission["student"]}
+
+    def make(workers: int) -> Starter:
+        Starter.last = Starter(workers)
+        return Starter.last
+
+    monkeypatch.setattr(cluster, "_Starter", make)
+    monkeypatch.setattr(cluster, "grade_here", grade_here)
+    monkeypatch.setattr(cluster, "grade_all", lambda client, job, queue, done: there.extend(
+        s["student"] for s in queue))
+    monkeypatch.setattr(cluster, "_forget_prepared", lambda: None)
+    for size, graded_here in ((2 * cluster.HERE_WHILE_STARTING, 1),
+                              (2 * cluster.HERE_WHILE_STARTING + 1, 0)):
+        here.clear(), there.clear()
+        submissions = [{"student": f"s{i}"} for i in range(size)]
+        cluster.grade_batch(None, 2, {}, submissions, lambda s, a: None)
+        assert len(here) == graded_here and len(here) + len(there) == size, (size, here, there)
