@@ -61,10 +61,12 @@ about 1 s of CPU per 20 ps3 submissions more. Nothing of the grading reads them;
 memory is still watched once a second (and each sandbox has its own limit)."""
 
 Done = Callable[[dict[str, Any], dict[str, Any]], None]
-HERE_WHILE_STARTING = 2
+HERE_WHILE_STARTING = 3
 """A batch of at most this many submissions per worker is graded in this process while the
-embedded cluster starts. Measured on 2 cores, 40 x ps3, three interleaved pairs: waiting for the
-workers instead saved 0.5-1.5 s of the batch's 14-16 s (the machine was idle 1 CPU-s less)."""
+embedded cluster starts (a class of 6 on 2 workers: its first result after ~3.4 s instead of
+~4.5 s, ``benchmarks/latency_results.md``). A larger batch waits for the workers: measured on 2
+cores, 40 x ps3, three interleaved pairs, waiting saved 0.5-1.5 s of the batch's 14-16 s (the
+machine was idle 1 CPU-s less)."""
 
 
 def grade_batch(scheduler: str | None, workers: int, job: dict[str, Any],
