@@ -322,7 +322,8 @@ def test_a_large_batch_waits_for_the_workers_and_a_small_one_is_graded_here_mean
     monkeypatch.setattr(cluster, "_forget_prepared", lambda: None)
     for size, graded_here in ((2 * cluster.HERE_WHILE_STARTING, 1),
                               (2 * cluster.HERE_WHILE_STARTING + 1, 0)):
-        here.clear(), there.clear()
+        here.clear()
+        there.clear()
         submissions = [{"student": f"s{i}"} for i in range(size)]
         cluster.grade_batch(None, 2, {}, submissions, lambda s, a: None)
         assert len(here) == graded_here and len(here) + len(there) == size, (size, here, there)

@@ -188,11 +188,12 @@ def _one_at_a_time() -> str:
 def one_blas_thread() -> None:
     """Run BLAS on one thread in this process and in the processes it starts.
 
-    A worker grades one submission at a time on one core. NumPy's OpenBLAS starts a thread per
-    core when it loads, and idle threads spin between calls: with two cores, the checks' small
-    products cost a grading worker about 160 ms of CPU per ps3 submission that no check needed.
-    The variables reach libraries loaded later (and nbgrader's kernels); ``threadpoolctl`` sets
-    the ones already loaded, since NumPy was imported before this process knew it would grade.
+    A process grades one submission at a time on one core. NumPy's OpenBLAS starts a thread per
+    core when it loads, and idle threads spin between calls: with two cores, the instructor's
+    process grading ps3 itself (one submission, ``--workers 1``, a small batch) spent about
+    160 ms of CPU per submission on them. The variables reach libraries loaded later (and
+    nbgrader's kernels); ``threadpoolctl`` sets the ones already loaded, since NumPy was imported
+    before this process knew it would grade. (Dask's workers start with one thread already.)
     """
     from threadpoolctl import threadpool_limits
 
