@@ -327,3 +327,28 @@ def test_a_large_batch_waits_for_the_workers_and_a_small_one_is_graded_here_mean
         submissions = [{"student": f"s{i}"} for i in range(size)]
         cluster.grade_batch(None, 2, {}, submissions, lambda s, a: None)
         assert len(here) == graded_here and len(here) + len(there) == size, (size, here, there)
+
+
+def _sigint_blocked(task: str = "self") -> bool:
+    status = Path(f"/proc/self/task/{task}/status" if task != "self" else "/proc/self/status")
+    mask = next(line for line in status.read_text().splitlines() if line.startswith("SigBlk"))
+    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_reaches_the_main_thread_while_the_cluster_runs():
+    """The cluster's threads in the instructor's process block SIGINT, so that the kernel
+    delivers Ctrl-C to the main thread (which handles it even while it waits); the main thread
+    and the workers do not block it."""
+    import threading
+
+    from course_pkg.grading.cluster import _Starter
+
+    starter = _Starter(2)
+    try:
+        workers = starter.client().run(_sigint_blocked)
+        threads = {t.name: _sigint_blocked(str(t.native_id)) for t in threading.enumerate()}
+    finally:
+        starter.close()
+    assert threads["cluster"] and threads["IO loop"], threads
+    assert not threads["MainThread"] and not _sigint_blocked()
+    assert len(workers) == 2 and not any(workers.values()), workers

@@ -16,6 +16,7 @@ output, printed through :meth:`ProgressBar.print` so that the bar never cuts one
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -140,6 +141,7 @@ class ProgressBar:
                 self.stream.flush()
 
     def _tick(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # Ctrl-C is the main thread's
         while not self._stop.wait(TICK):
             with self.lock:
                 if self.done < self.total:
