@@ -352,3 +352,27 @@ def test_ctrl_c_reaches_the_main_thread_while_the_cluster_runs():
     assert threads["cluster"] and threads["IO loop"], threads
     assert not threads["MainThread"] and not _sigint_blocked()
     assert len(workers) == 2 and not any(workers.values()), workers
+
+
+def test_a_batch_stops_at_the_next_submission_even_where_the_interrupt_was_lost(monkeypatch):
+    """Ctrl-C stops the batch at the next submission even when Python's handler did not raise
+    (here a handler that swallows it): the signal's byte on the wakeup pipe is checked."""
+    from course_pkg.grading import cluster
+
+    graded = []
+    monkeypatch.setattr(cluster, "grade_here", lambda job, s: {"student": s["student"]})
+    monkeypatch.setattr(cluster, "_forget_prepared", lambda: None)
+
+    def done(submission, answer):
+        graded.append(submission["student"])
+        if len(graded) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)  # the lost exception
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cluster.grade_batch(None, 1, {}, [{"student": f"s{i}"} for i in range(5)], done)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert graded == ["s0", "s1"]
+    assert signal.set_wakeup_fd(-1) == -1  # the batch left no wakeup pipe behind
