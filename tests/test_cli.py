@@ -113,9 +113,12 @@ def test_ctrl_c_prints_one_line_exits_130_and_keeps_what_was_graded(released, tm
     answer.source = "import time\ntime.sleep(120)\n" + answer.source
     (copy / "submitted" / "s9" / "ps1").mkdir(parents=True)
     nbformat.write(slow, copy / "submitted" / "s9" / "ps1" / "ps1.ipynb")
+    # as from a terminal: a suite started as a background job passes SIGINT ignored to its
+    # children (POSIX shells do so for asynchronous commands), and Ctrl-C would not reach it
     process = subprocess.Popen([str(BIN / "course"), "autograde", "ps1", "--workers", "2",
                                 "--force", "--course-dir", str(copy)], env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout is not None
     first = process.stdout.readline()
     assert re.match(r"^s[0-3]: ", first), first
