@@ -95,8 +95,8 @@ def interrupt_watch() -> Iterator[Callable[[], None]]:
 
     The signal writes a byte to a pipe (:func:`signal.set_wakeup_fd`) whatever the thread that
     received it and whatever Python code was running, so the batch stops at the next submission
-    even where the handler's exception was lost: the project's suite twice saw a batch grade
-    three more submissions after the interrupt, which could not be made to happen on demand.
+    even if the handler's exception is lost on the way (a finalizer, code that catches
+    everything). A process started with SIGINT ignored (a shell's background job) hears neither.
     """
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
@@ -220,10 +220,9 @@ class _Starter:
 
     def _run(self, workers: int) -> None:
         # Ctrl-C is the batch thread's: this thread, and the scheduler's and client's threads
-        # that it starts, block SIGINT, so that the kernel delivers it to the main thread. A
-        # signal that a helper thread receives is handled only when the main thread next checks
-        # for it, not when it waits: a batch could grade on after the interrupt. The fork server
-        # is started before, so that the workers forked from it do not block it.
+        # that it starts, block SIGINT, so that the kernel delivers it to the main thread, whose
+        # waits it then interrupts. The fork server is started before, so that the workers
+        # forked from it do not block it.
         forkserver.start()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
